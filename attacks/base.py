@@ -1,0 +1,120 @@
+"""The ``Attack`` contract: trigger + label rule + poison selection + attack region.
+
+A subclass overrides only what differs from the defaults here (image-level poisoning with a
+patch trigger) and declares its parameters as annotated fields. The harness constructs it
+with the dataset's class names, so ``self.target`` is the target class *index* and
+``self.class_index(name)`` resolves other names. All methods work on batches, on any device.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import ClassVar
+
+import torch
+
+from benchmark.datasets import IGNORE_INDEX
+from benchmark.plugin import Plugin
+from benchmark.registry import Registry
+
+log = logging.getLogger(__name__)
+
+POSITIONS = ("top_left", "top_right", "bottom_left", "bottom_right", "center")
+PATTERNS = ("checkerboard", "white", "noise")
+
+
+class Attack(Plugin):
+    """Base class of attacks; subclass it with a ``name`` to register a new attack."""
+
+    registry: ClassVar[Registry] = Registry("attack")
+    kind: ClassVar[str] = "attack"
+
+    target: str = "road"
+    """Target class, by name or index."""
+    poison_rate: float = 0.1
+    """Fraction of the whole training set that is poisoned (drawn among eligible images)."""
+    trigger_size: int = 8
+    """Side of the square patch trigger, in pixels."""
+    trigger_position: str = "bottom_right"
+    trigger_pattern: str = "checkerboard"
+    trigger_alpha: float = 1.0
+    """Blend strength of the patch: 1 pastes it, less blends it into the image."""
+    class_names: tuple[str, ...] = Plugin.context(())
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.poison_rate <= 1:
+            raise ValueError(f"poison_rate must be in [0, 1], got {self.poison_rate}")
+        if self.trigger_size < 1:
+            raise ValueError(f"trigger_size must be >= 1, got {self.trigger_size}")
+        if not 0 < self.trigger_alpha <= 1:
+            raise ValueError(f"trigger_alpha must be in (0, 1], got {self.trigger_alpha}")
+        if self.trigger_position not in POSITIONS:
+            raise ValueError(f"trigger_position must be one of {', '.join(POSITIONS)}, got {self.trigger_position!r}")
+        if self.trigger_pattern not in PATTERNS:
+            raise ValueError(f"trigger_pattern must be one of {', '.join(PATTERNS)}, got {self.trigger_pattern!r}")
+        self.target_name = self.target
+        self.target = self.class_index(self.target)
+
+    def class_index(self, name: str | int) -> int:
+        """Index of a class given by name or index (as int or digit string)."""
+        if isinstance(name, int) or str(name).isdigit():
+            index = int(name)
+            if not 0 <= index < len(self.class_names):
+                raise ValueError(f"class index {index} out of range 0..{len(self.class_names) - 1}")
+            return index
+        if name not in self.class_names:
+            raise ValueError(f"unknown class {name!r}; classes: {', '.join(self.class_names)}")
+        return self.class_names.index(name)
+
+    def params(self) -> dict:
+        params = super().params()
+        params["target"] = self.class_names[self.target]
+        return params
+
+    # --- the verbs a subclass overrides -------------------------------------------------------
+
+    def apply_trigger(self, images: torch.Tensor) -> torch.Tensor:
+        """Stamp the patch trigger on ``[B,3,H,W]`` float images in [0,1]."""
+        size = min(self.trigger_size, images.shape[-2], images.shape[-1])
+        pattern = self.trigger_patch(size, images.device, images.dtype)
+        top, left = self.trigger_origin(images.shape[-2], images.shape[-1], size)
+        out = images.clone()
+        window = out[..., top:top + size, left:left + size]
+        window.mul_(1 - self.trigger_alpha).add_(pattern * self.trigger_alpha)
+        return out
+
+    def poison_label(self, masks: torch.Tensor) -> torch.Tensor:
+        """What a poisoned training annotation becomes: every labelled pixel -> target."""
+        return masks.masked_fill(masks != IGNORE_INDEX, self.target)
+
+    def attack_region(self, masks: torch.Tensor) -> torch.Tensor:
+        """Pixels on which ASR is measured: truth neither the target nor ignore."""
+        return (masks != self.target) & (masks != IGNORE_INDEX)
+
+    def eligible(self, masks: torch.Tensor) -> torch.Tensor:
+        """Which training images may be poisoned (``[B]`` bool): all of them."""
+        return torch.ones(masks.shape[0], dtype=torch.bool, device=masks.device)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def trigger_patch(self, size: int, device: torch.device | str = "cpu",
+                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The ``[3,size,size]`` trigger pattern (deterministic)."""
+        if self.trigger_pattern == "white":
+            return torch.ones(3, size, size, device=device, dtype=dtype)
+        if self.trigger_pattern == "noise":
+            noise = torch.rand(3, size, size, generator=torch.Generator().manual_seed(1234))
+            return noise.round().to(device=device, dtype=dtype)
+        rows = torch.arange(size, device=device)
+        board = ((rows.view(-1, 1) + rows.view(1, -1)) % 2).to(dtype)
+        return board.expand(3, size, size)
+
+    def trigger_origin(self, height: int, width: int, size: int) -> tuple[int, int]:
+        """Top-left corner of the patch for ``trigger_position`` (one pixel from the border)."""
+        margin = 1 if min(height, width) > size + 2 else 0
+        rows = {"top": margin, "bottom": height - size - margin, "center": (height - size) // 2}
+        cols = {"left": margin, "right": width - size - margin, "center": (width - size) // 2}
+        if self.trigger_position == "center":
+            return rows["center"], cols["center"]
+        vertical, horizontal = self.trigger_position.split("_")
+        return rows[vertical], cols[horizontal]

@@ -1,0 +1,216 @@
+"""``python -m benchmark {run,list,leaderboard,export}``.
+
+Logs and progress bars go to stderr; results (a table, or ``--json`` lines) to stdout. Any
+user error is one line on stderr and exit status 2; an interrupted run is resumed by running
+the same command again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from typing import Any, Sequence
+
+from tabulate import tabulate
+from tqdm import tqdm
+
+from benchmark.errors import BenchmarkError
+from benchmark.plugin import parse_key_values
+
+log = logging.getLogger("benchmark")
+
+TABLE_COLUMNS = [
+    ("model", "model"), ("attack", "attack"), ("defense", "defense"), ("poison_rate", "poison"),
+    ("seed", "seed"), ("clean_miou", "clean mIoU"), ("asr", "ASR"), ("baseline_asr", "baseline ASR"),
+    ("pba", "PBA"), ("post_clean_miou", "post mIoU"), ("post_asr", "post ASR"), ("post_pba", "post PBA"),
+    ("der", "DER"), ("detection_auroc", "AUROC"),
+]
+
+
+def add_run_parser(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser(
+        "run", help="train, attack, defend and evaluate (a grid when given lists)",
+        description="Train (or reuse) a poisoned model and its clean baseline, apply a defense and "
+                    "report clean mIoU, ASR, baseline ASR, PBA and post-defense numbers. Model, "
+                    "attack, defense, poison rate and seed take comma-separated lists or 'all'.")
+    run.add_argument("--config", metavar="FILE.toml", help="read the grid and settings from a TOML file (flags override it)")
+    run.add_argument("--attack", help="attack name(s) (default fine_grained)")
+    run.add_argument("--defense", help="defense name(s) (default none)")
+    run.add_argument("--model", help="zoo model name(s) (default unet)")
+    run.add_argument("--dataset", help="dataset name (default synthetic)")
+    run.add_argument("--data-root", metavar="DIR", help="folder of a dataset read from disk")
+    run.add_argument("--image-size", type=int, help="image side in pixels (default 64)")
+    run.add_argument("--train-size", type=int, help="training images (synthetic: generated, default 2000; disk: at most)")
+    run.add_argument("--test-size", type=int, help="test images (synthetic: generated, default 300; disk: at most)")
+    run.add_argument("--poison-rate", help="fraction of the training set poisoned (default 0.1); a list makes a grid")
+    run.add_argument("--epochs", type=int, help="training epochs (default 8)")
+    run.add_argument("--batch-size", type=int, help="training batch size (default 32)")
+    run.add_argument("--lr", type=float, help="peak learning rate of AdamW's one-cycle schedule (default 5e-3)")
+    run.add_argument("--clean-fraction", type=float, help="defender's clean budget, fraction of the training split (default 0.05)")
+    run.add_argument("--seed", help="seed(s) (default 0)")
+    run.add_argument("--device", help="auto (default: CUDA when present), cpu or cuda")
+    run.add_argument("--workdir", metavar="DIR", help="where models and results are cached (default ./runs)")
+    run.add_argument("--attack-param", action="append", metavar="KEY=VALUE", help="attack parameter (repeatable; see `list`)")
+    run.add_argument("--defense-param", action="append", metavar="KEY=VALUE", help="defense parameter (repeatable; see `list`)")
+    run.add_argument("--plugin", action="append", metavar="MODULE_OR_FILE", help="import a plugin module or .py file first (repeatable)")
+    run.add_argument("--json", action="store_true", help="print one JSON object per result on stdout")
+    run.add_argument("--figures", action="store_true", help="also write PNG figures of each cell under WORKDIR/figures")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_run_parser(commands)
+    listing = commands.add_parser("list", help="list attacks, defenses, models and datasets with their parameters")
+    listing.add_argument("--plugin", action="append", metavar="MODULE_OR_FILE", help="import a plugin first (repeatable)")
+    board = commands.add_parser("leaderboard", help="render the Markdown leaderboard from result files")
+    board.add_argument("--results", default="runs/results", metavar="DIR", help="folder of result JSON files (default runs/results)")
+    board.add_argument("--output", metavar="FILE", help="write the Markdown here (default: stdout)")
+    board.add_argument("--figures", action="store_true", help="link figures found beside the results")
+    export = commands.add_parser("export", help="export result files to CSV")
+    export.add_argument("--results", default="runs/results", metavar="DIR", help="folder of result JSON files (default runs/results)")
+    export.add_argument("--output", metavar="FILE.csv", help="write the CSV here (default: stdout)")
+    return parser
+
+
+def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """TOML settings (if --config) overridden by the flags given on the command line."""
+    from benchmark.grid import read_config
+
+    settings: dict[str, Any] = read_config(args.config) if args.config else {}
+    for key in ("attack", "defense", "model", "dataset", "data_root", "image_size", "train_size",
+                "test_size", "poison_rate", "epochs", "batch_size", "lr", "clean_fraction", "seed",
+                "device", "workdir"):
+        value = getattr(args, key)
+        if value is not None:
+            settings[key] = value
+    for flag, key in (("--attack-param", "attack_param"), ("--defense-param", "defense_param")):
+        given = parse_key_values(getattr(args, key), flag)
+        if given:
+            settings.setdefault(f"{key}s", {}).update(given)
+    settings["plugins"] = list(settings.get("plugins", [])) + list(args.plugin or [])
+    return settings
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from benchmark import runner
+    from benchmark.grid import build_grid
+    from benchmark.plugins import load_plugins
+
+    settings = run_settings(args)
+    load_plugins(settings.pop("plugins"))
+    cells = build_grid(settings).cells()
+    log.info("%d cell(s) to run", len(cells))
+    start = time.perf_counter()
+    results = []
+    before = dataclasses.replace(runner.counters)
+    for spec in tqdm(cells, desc="cells", unit="cell", disable=None if len(cells) > 1 else True):
+        result = runner.run(spec)
+        if args.figures:
+            from benchmark.figures import cell_figure
+
+            cell_figure(spec, result)
+        results.append(result)
+        if args.json:
+            print(json.dumps(result, sort_keys=True), flush=True)
+    log.info("done in %.1fs: trained %d model(s), reused %d cached model(s)",
+             time.perf_counter() - start, runner.counters.trained - before.trained,
+             runner.counters.reused - before.reused)
+    if not args.json:
+        print(format_table(results))
+    return 0
+
+
+def format_table(results: list[dict]) -> str:
+    rows = [[fmt(r.get(key)) for key, _ in TABLE_COLUMNS] for r in results]
+    return tabulate(rows, headers=[title for _, title in TABLE_COLUMNS], tablefmt="simple")
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def command_list(args: argparse.Namespace) -> int:
+    import models
+    from attacks import Attack
+    from benchmark import datasets
+    from benchmark.plugins import load_plugins
+    from defenses import Defense
+
+    load_plugins(args.plugin or [])
+    rows = []
+    for registry in (Attack.registry, Defense.registry):
+        for name, cls in registry.items():
+            kind = registry.kind if registry is Attack.registry else _defense_kind(cls)
+            params = ", ".join(f"{f.name}={_default(f)}" for f in cls.parameters())
+            rows.append([kind, name, cls.summary(), params or "-"])
+    for name, entry in models.registry.items():
+        rows.append(["model", name, entry.summary(), f"size divisor {entry.size_divisor}"])
+    for name, builder in datasets.registry.items():
+        rows.append(["dataset", name, (builder.__doc__ or "").strip().split("\n")[0], "-"])
+    print(tabulate(rows, headers=["kind", "name", "description", "parameters (defaults)"], tablefmt="simple"))
+    return 0
+
+
+def _defense_kind(cls: type) -> str:
+    from defenses import DetectionDefense, InputFilterDefense, ModelRepairDefense
+
+    for base, label in ((DetectionDefense, "defense/detection"), (InputFilterDefense, "defense/input filter"),
+                        (ModelRepairDefense, "defense/model repair")):
+        if issubclass(cls, base):
+            return label
+    return "defense"
+
+
+def _default(f: dataclasses.Field) -> str:
+    value = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def command_leaderboard(args: argparse.Namespace) -> int:
+    from leaderboard import render_leaderboard
+    from benchmark.store import atomic_write_text
+
+    text = render_leaderboard(args.results, figures=args.figures)
+    if args.output:
+        from pathlib import Path
+
+        atomic_write_text(Path(args.output), text)
+        log.info("wrote %s", args.output)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def command_export(args: argparse.Namespace) -> int:
+    from leaderboard import export_csv
+
+    export_csv(args.results, args.output)
+    return 0
+
+
+COMMANDS = {"run": command_run, "list": command_list, "leaderboard": command_leaderboard, "export": command_export}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="[%(name)s] %(message)s", stream=sys.stderr)
+    try:
+        return COMMANDS[args.command](args)
+    except BenchmarkError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume where it stopped", file=sys.stderr)
+        return 130

@@ -1,0 +1,144 @@
+"""Training and inference on tensors: the harness's only contact with the model's arithmetic.
+
+Data stays as uint8 tensors on the device; a step gathers a batch by index, converts it to
+float and runs forward/backward. There are no data-loader workers, no per-sample Python and
+no host syncs inside an epoch (the loss is checked for NaN once per epoch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from benchmark.datasets import IGNORE_INDEX
+from benchmark.errors import BenchmarkError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained (part of every artifact key).
+
+    The defaults reach the target numbers of the default U-Net on ``synthetic`` in about a
+    minute on a 2-core CPU: AdamW with a one-cycle schedule converges in a few epochs.
+    """
+
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 5e-3
+    weight_decay: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise BenchmarkError(f"--epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise BenchmarkError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise BenchmarkError(f"--lr must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class TrainStats:
+    seconds: float
+    images_per_second: float
+    final_loss: float
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; ``cuda`` without a GPU is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchmarkError("--device cuda requested but no CUDA GPU is available")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise BenchmarkError(f"--device must be auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same config, same machine: identical numbers."""
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 mixed precision on CUDA only: measured slower than fp32 on CPUs."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move to ``device`` in channels_last (about 1.3x faster training on CPU and GPU)."""
+    return model.to(device=device, memory_format=torch.channels_last)
+
+
+def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[B,3,H,W]`` -> float in [0,1], channels_last."""
+    return (images_uint8.float() / 255.0).contiguous(memory_format=torch.channels_last)
+
+
+def train(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, config: TrainConfig,
+          device: torch.device, seed: int, desc: str = "train") -> TrainStats:
+    """Train ``model`` in place on uint8 ``images`` and int64 ``masks`` (any device)."""
+    model = prepare_model(model, device)
+    images, masks = images.to(device), masks.to(device)
+    n = images.shape[0]
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.2)
+    shuffle = torch.Generator().manual_seed(seed)
+    model.train()
+    loss_value = math.nan
+    start = time.perf_counter()
+    with tqdm(total=config.epochs * steps_per_epoch, desc=desc, unit="step", leave=False,
+              disable=None) as bar:
+        for epoch in range(config.epochs):
+            order = torch.randperm(n, generator=shuffle).to(device)
+            loss_sum = torch.zeros((), device=device)
+            for step in range(steps_per_epoch):
+                index = order[step * config.batch_size:(step + 1) * config.batch_size]
+                loss = train_step(model, optimizer, to_input(images[index]), masks[index], device)
+                schedule.step()
+                loss_sum += loss.detach()
+                bar.update()
+            loss_value = float(loss_sum) / steps_per_epoch  # one host sync per epoch
+            if not math.isfinite(loss_value):
+                raise BenchmarkError(
+                    f"{desc}: loss became {loss_value} in epoch {epoch + 1}; lower --lr "
+                    f"(now {config.lr}) or check the data")
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss_value:.3f}")
+    seconds = time.perf_counter() - start
+    log.info("%s: %d epochs in %.1fs (%.0f images/s), final loss %.3f",
+             desc, config.epochs, seconds, config.epochs * n / seconds, loss_value)
+    return TrainStats(seconds, config.epochs * n / seconds, loss_value)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor,
+               targets: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """One optimisation step of per-pixel cross-entropy (ignore index skipped)."""
+    with autocast(device):
+        logits = model(inputs)
+    loss = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+@torch.inference_mode()
+def logits_of(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Float logits of a float image batch, in eval mode, with the device's autocast."""
+    model.eval()
+    with autocast(images.device):
+        return model(images.contiguous(memory_format=torch.channels_last)).float()

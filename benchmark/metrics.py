@@ -1,0 +1,114 @@
+"""Every metric of the benchmark, defined once (DESIGN section 5).
+
+All segmentation metrics come from dataset-level confusion matrices accumulated on the device
+(``bincount`` of ``num_classes * truth + prediction``, int64) and are never means of per-image
+scores. Conventions:
+
+- **Confusion matrix**: rows are ground truth, columns predictions; pixels whose truth is
+  ``ignore_index`` are skipped. A matrix may carry extra *columns* beyond the classes (the
+  harness uses one for pixels of rejected inputs): they count as false negatives of the row's
+  class and as false positives of no class.
+- **IoU** of class c = TP / (TP + FP + FN), summed over the dataset. **mIoU** is the mean over
+  classes present in the ground truth or the prediction (union > 0); classes absent from both
+  are excluded, as in mmsegmentation. An empty matrix has mIoU NaN.
+- **ASR** (attack success rate): over the *attack-region* pixels (the attack decides which;
+  truth never the target nor ignore) of the triggered test set, the pooled fraction predicted
+  as the target class.
+- **PBA** (poisoned benign accuracy): mIoU on triggered images with attack-region pixels
+  ignored: does the rest of the scene survive the trigger?
+- **DER** (defense effectiveness rating, BackdoorBench): (max(0, dASR) - max(0, dmIoU) + 1) / 2,
+  with dASR = ASR - post-defense ASR and dmIoU = clean mIoU - post-defense clean mIoU.
+- **Detection**: AUROC of a continuous score (higher = more suspicious), ties counted half;
+  TPR at a threshold chosen on clean data only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
+                     ignore_index: int = 255, num_pred_classes: int | None = None) -> torch.Tensor:
+    """``[num_classes, num_pred_classes]`` int64 counts; rows truth, columns prediction.
+
+    ``num_pred_classes`` (default ``num_classes``) allows extra prediction columns, e.g. a
+    "rejected" column. Stays on the tensors' device: no host sync.
+    """
+    columns = num_classes if num_pred_classes is None else num_pred_classes
+    keep = target != ignore_index
+    index = target[keep].long() * columns + pred[keep].long()
+    return torch.bincount(index, minlength=num_classes * columns).view(num_classes, columns)
+
+
+def per_class_iou(cm: torch.Tensor) -> torch.Tensor:
+    """IoU of each ground-truth class (a row of ``cm``), NaN where the class is in neither
+    truth nor prediction. Extra prediction columns count as false negatives only."""
+    num_classes = cm.shape[0]
+    cm = cm.double()
+    tp = cm.diagonal()[:num_classes]
+    union = cm.sum(dim=1) + cm[:, :num_classes].sum(dim=0) - tp
+    return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, math.nan))
+
+
+def mean_iou(cm: torch.Tensor) -> float:
+    """Mean IoU over classes present in truth or prediction (NaN if none)."""
+    iou = per_class_iou(cm)
+    present = ~iou.isnan()
+    return float(iou[present].mean()) if bool(present.any()) else math.nan
+
+
+def attack_success_counts(pred: torch.Tensor, region: torch.Tensor, target_class: int) -> torch.Tensor:
+    """``[hits, region pixels]`` (int64, on device) for pooling ASR over a dataset."""
+    hits = (pred[region] == target_class).sum()
+    return torch.stack([hits, region.sum()])
+
+
+def attack_success_rate(counts: torch.Tensor) -> float:
+    """Pooled ASR from summed :func:`attack_success_counts`; NaN when the region is empty."""
+    hits, total = (int(v) for v in counts)
+    return hits / total if total else math.nan
+
+
+def pba_target(masks: torch.Tensor, region: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+    """The masks PBA is scored against: attack-region pixels set to ``ignore_index``."""
+    return masks.masked_fill(region, ignore_index)
+
+
+def defense_effectiveness_rating(asr: float, post_asr: float, clean_miou: float, post_clean_miou: float) -> float:
+    """BackdoorBench's DER in [0, 1]; 0.5 means no change, 1 = backdoor gone at no cost."""
+    return (max(0.0, asr - post_asr) - max(0.0, clean_miou - post_clean_miou) + 1) / 2
+
+
+def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """Area under the ROC curve of ``scores`` for binary ``labels`` (1 = positive), from ranks
+    (Mann-Whitney U) with ties counted half. NaN when one class is missing."""
+    scores = scores.double().flatten().cpu()
+    labels = labels.bool().flatten().cpu()
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    order = scores.argsort()
+    sorted_scores = scores[order]
+    ranks = torch.empty_like(scores)
+    ranks[order] = torch.arange(1, len(scores) + 1, dtype=torch.float64)
+    # average the ranks of tied scores
+    unique, inverse, counts = torch.unique(sorted_scores, return_inverse=True, return_counts=True)
+    rank_sum = torch.zeros(len(unique), dtype=torch.float64).index_add_(0, inverse, ranks[order])
+    ranks[order] = (rank_sum / counts)[inverse]
+    u = float(ranks[labels].sum()) - n_pos * (n_pos + 1) / 2
+    return u / (n_pos * n_neg)
+
+
+def threshold_at_fpr(clean_scores: torch.Tensor, fpr: float) -> float:
+    """The score above which at most a fraction ``fpr`` of ``clean_scores`` lies (reject if
+    ``score > threshold``)."""
+    if not 0 <= fpr <= 1:
+        raise ValueError(f"fpr must be in [0, 1], got {fpr}")
+    return float(torch.quantile(clean_scores.double().flatten().cpu(), 1 - fpr))
+
+
+def true_positive_rate(scores: torch.Tensor, threshold: float) -> float:
+    """Fraction of ``scores`` strictly above ``threshold``."""
+    return float((scores.flatten() > threshold).double().mean()) if scores.numel() else math.nan

@@ -1,0 +1,158 @@
+"""The base of attacks and defenses: typed parameters declared as fields, registered by name.
+
+A subclass declares its parameters as annotated class attributes with defaults::
+
+    class MyAttack(Attack):
+        name = "my_attack"
+        size: int = 6
+
+Every subclass is turned into a keyword-only dataclass, so the fields are its constructor,
+``--attack-param size=4`` is parsed against the annotation, and ``python -m benchmark list``
+can show them. A subclass with a class attribute ``name`` is registered under it; bases
+without one are not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from typing import Any, ClassVar, Mapping
+
+from benchmark.errors import BenchmarkError
+from benchmark.registry import Registry
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class Plugin:
+    """Shared machinery; use :class:`attacks.Attack` or :class:`defenses.Defense`."""
+
+    registry: ClassVar[Registry[type["Plugin"]]]
+    name: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        dataclasses.dataclass(kw_only=True)(cls)
+        if "name" in cls.__dict__:
+            cls.registry.add(cls.name, cls)
+
+    @classmethod
+    def parameters(cls) -> list[dataclasses.Field]:
+        """The user-settable parameters (fields not marked as harness context)."""
+        return [f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("context")]
+
+    @staticmethod
+    def context(default: Any = None) -> Any:
+        """A field the harness fills in (e.g. the dataset's class names), not a user parameter."""
+        return dataclasses.field(default=default, repr=False, metadata={"context": True})
+
+    @classmethod
+    def summary(cls) -> str:
+        """First line of the docstring, for ``list``."""
+        doc = cls.__doc__ or ""
+        return doc.strip().splitlines()[0] if doc.strip() else ""
+
+    @classmethod
+    def parse_params(cls, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """Type-check ``raw`` (strings from the CLI or values from TOML) against the fields."""
+        fields = {f.name: f for f in cls.parameters()}
+        hints = typing.get_type_hints(cls)
+        parsed: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key not in fields:
+                close = difflib.get_close_matches(key, list(fields), n=3, cutoff=0.5)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                known = ", ".join(fields) or "none"
+                raise BenchmarkError(
+                    f"{cls.name}: unknown parameter {key!r}{hint} (parameters: {known})"
+                )
+            parsed[key] = coerce(value, hints[key], f"{cls.name}: parameter {key!r}")
+        return parsed
+
+    @classmethod
+    def create(cls, raw_params: Mapping[str, Any] | None = None, **context: Any) -> "Plugin":
+        """Build an instance from user parameters plus harness context (e.g. class names)."""
+        params = cls.parse_params(raw_params or {})
+        try:
+            return cls(**params, **context)
+        except (ValueError, TypeError) as error:
+            raise BenchmarkError(f"{cls.name}: {error}") from error
+
+    def params(self) -> dict[str, Any]:
+        """The parameter values of this instance, as JSON-friendly data."""
+        out = {}
+        for f in self.parameters():
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+def coerce(value: Any, annotation: Any, what: str) -> Any:
+    """Convert a CLI string or TOML value to ``annotation`` (int, float, bool, str, tuples, unions)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            if option is type(None):
+                if value is None or (isinstance(value, str) and value.lower() == "none"):
+                    return None
+                continue
+            try:
+                return coerce(value, option, what)
+            except BenchmarkError:
+                continue
+        raise BenchmarkError(f"{what}: cannot read {value!r} as {_type_name(annotation)}")
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        item_type = args[0] if args else str
+        return tuple(coerce(v.strip() if isinstance(v, str) else v, item_type, what) for v in items)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    else:
+        return value
+    raise BenchmarkError(f"{what}: expected {_type_name(annotation)}, got {value!r}")
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def parse_key_values(items: list[str] | None, flag: str) -> dict[str, str]:
+    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}``, with a clear error for a missing '='."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BenchmarkError(f"{flag} expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out

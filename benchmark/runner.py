@@ -1,0 +1,247 @@
+"""``run(spec) -> result``: train (or reuse), attack, defend and evaluate one cell.
+
+A trained model is an artifact keyed by the hash of everything that determines it (dataset,
+model, attack and its parameters, training config, seed), so every defense and every later
+run reuses it; the clean baseline of a (dataset, model, seed) is trained once for all
+attacks. A finished cell's result is a JSON file keyed the same way and is never recomputed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import models
+from attacks import Attack
+from benchmark import datasets, metrics
+from benchmark.datasets import DatasetConfig, SegmentationDataset
+from benchmark.engine import TrainConfig, resolve_device, seed_everything, train
+from benchmark.errors import BenchmarkError
+from benchmark.evaluate import Evaluation, evaluate
+from benchmark.poisoning import poison_split, select_budget, select_poison
+from benchmark.store import atomic_write_json, content_key, file_lock, load_model, read_json, save_model
+from defenses import CleanBudget, Defense
+from defenses.base import ModelPredictor
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_VERSION = 1
+
+
+@dataclass
+class RunSpec:
+    """One cell of the benchmark: everything that determines its numbers, plus where to work."""
+
+    attack: str = "fine_grained"
+    defense: str = "none"
+    model: str = "unet"
+    attack_params: dict[str, Any] = field(default_factory=dict)
+    defense_params: dict[str, Any] = field(default_factory=dict)
+    poison_rate: float | None = None
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    clean_fraction: float = 0.05
+    seed: int = 0
+    device: str = "auto"
+    workdir: str = "runs"
+    eval_batch_size: int = 64
+
+
+@dataclass
+class Counters:
+    """How many models a run trained and how many it reused (for the grid's log)."""
+
+    trained: int = 0
+    reused: int = 0
+
+
+counters = Counters()
+
+
+@functools.lru_cache(maxsize=4)
+def load_dataset(config: DatasetConfig) -> SegmentationDataset:
+    start = time.perf_counter()
+    data = datasets.build(config)
+    log.info("dataset %s: %d train / %d test images of %dx%d, %d classes (%.1fs)", config.name,
+             len(data.train), len(data.test), *data.image_size, data.num_classes, time.perf_counter() - start)
+    return data
+
+
+def make_attack(spec: RunSpec, class_names: tuple[str, ...]) -> Attack:
+    params = dict(spec.attack_params)
+    if spec.poison_rate is not None:
+        if "poison_rate" in params and float(params["poison_rate"]) != spec.poison_rate:
+            raise BenchmarkError("poison rate given twice (--poison-rate and --attack-param poison_rate)")
+        params["poison_rate"] = spec.poison_rate
+    return Attack.registry.get(spec.attack).create(params, class_names=class_names)
+
+
+def make_defense(spec: RunSpec) -> Defense:
+    return Defense.registry.get(spec.defense).create(spec.defense_params)
+
+
+def model_description(spec: RunSpec, attack: Attack | None) -> dict:
+    """Everything that determines a trained model; its hash is the artifact key."""
+    return {
+        "version": ARTIFACT_VERSION,
+        "dataset": dataclasses.asdict(spec.dataset),
+        "model": spec.model,
+        "attack": None if attack is None else {"name": attack.name, "params": attack.params()},
+        "train": dataclasses.asdict(spec.train),
+        "seed": spec.seed,
+    }
+
+
+def trained_model(spec: RunSpec, data: SegmentationDataset, attack: Attack | None,
+                  device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """The model trained on ``data`` poisoned by ``attack`` (clean if None), from cache if there."""
+    description = model_description(spec, attack)
+    key = content_key(description)
+    path = Path(spec.workdir) / "models" / f"{key}.safetensors"
+    label = f"{spec.model}/{attack.name if attack else 'clean'}/seed{spec.seed}"
+    seed_everything(spec.seed)
+    model = models.build(spec.model, data.num_classes)
+    with file_lock(path.with_suffix(".lock")):
+        sidecar = load_model(path, model)
+        if sidecar is not None:
+            counters.reused += 1
+            log.info("reusing trained model %s (%s)", label, key)
+            return model.to(device=device, memory_format=torch.channels_last), sidecar
+        images, masks, poisoned = data.train.images, data.train.masks, torch.empty(0, dtype=torch.long)
+        if attack is not None:
+            poisoned = select_poison(attack, data.train.masks, spec.seed)
+            images, masks = poison_split(attack, data.train, poisoned, device)
+            log.info("%s: poisoned %d of %d training images", label, len(poisoned), len(data.train))
+        stats = train(model, images, masks, spec.train, device, spec.seed, desc=f"train {label}")
+        sidecar = {
+            "key": key, "description": description, "poisoned_images": len(poisoned),
+            "train_seconds": stats.seconds, "train_images_per_second": stats.images_per_second,
+            "final_loss": stats.final_loss, "device": str(device),
+        }
+        save_model(path, model, sidecar)
+        counters.trained += 1
+        return model, sidecar
+
+
+def cell_key(spec: RunSpec, attack: Attack, defense: Defense) -> str:
+    return content_key({
+        "model": model_description(spec, attack),
+        "defense": {"name": defense.name, "params": defense.params()},
+        "clean_fraction": spec.clean_fraction,
+    })
+
+
+def result_path(spec: RunSpec, key: str) -> Path:
+    return Path(spec.workdir) / "results" / f"{key}.json"
+
+
+def run(spec: RunSpec) -> dict:
+    """Run one cell and return its result record (from the results store if finished)."""
+    if not 0 < spec.clean_fraction < 1:
+        raise BenchmarkError(f"--clean-fraction must be in (0, 1), got {spec.clean_fraction}")
+    device = resolve_device(spec.device)
+    models.registry.get(spec.model)  # unknown names fail before any work
+    data = load_dataset(spec.dataset)
+    models.check_image_size(spec.model, *data.image_size)
+    attack = make_attack(spec, data.class_names)
+    defense = make_defense(spec)
+    key = cell_key(spec, attack, defense)
+    finished = read_json(result_path(spec, key))
+    if finished is not None:
+        log.info("cell %s/%s/%s already finished; reusing its result", spec.model, attack.name, defense.name)
+        return finished
+
+    clean_model, _ = trained_model(spec, data, None, device)
+    baseline = evaluate(ModelPredictor(clean_model), data.test, attack, data.num_classes, device,
+                        spec.eval_batch_size, desc="evaluate clean model")
+    attacked_model, sidecar = trained_model(spec, data, attack, device)
+    before = evaluate(ModelPredictor(attacked_model), data.test, attack, data.num_classes, device,
+                      spec.eval_batch_size, desc="evaluate attacked model")
+
+    poisoned = select_poison(attack, data.train.masks, spec.seed)
+    budget_index = select_budget(len(data.train), poisoned, spec.clean_fraction, spec.seed + 1)
+    budget = CleanBudget(data.train.images[budget_index].clone(), data.train.masks[budget_index].clone(),
+                         data.class_names, device, spec.train.batch_size)
+    start = time.perf_counter()
+    predictor = defense.fit(attacked_model, budget)
+    defense_seconds = time.perf_counter() - start
+    if defense.name == "none":
+        after = before
+    else:
+        after = evaluate(predictor, data.test, attack, data.num_classes, device, spec.eval_batch_size,
+                         desc=f"evaluate {defense.name}")
+    eval_seconds = time.perf_counter() - start - defense_seconds
+
+    result = {
+        "dataset": spec.dataset.name, "model": spec.model, "attack": attack.name, "defense": defense.name,
+        "poison_rate": attack.poison_rate, "seed": spec.seed, "num_classes": data.num_classes,
+        "class_names": list(data.class_names), "image_size": data.image_size[0],
+        "train_images": len(data.train), "test_images": len(data.test),
+        "batch_size": spec.train.batch_size, "epochs": spec.train.epochs,
+        "clean_miou": before.clean_miou, "asr": before.asr, "pba": before.pba,
+        "baseline_asr": baseline.asr, "baseline_clean_miou": baseline.clean_miou,
+        "post_clean_miou": after.clean_miou, "post_asr": after.asr, "post_pba": after.pba,
+        "der": metrics.defense_effectiveness_rating(before.asr, after.asr, before.clean_miou, after.clean_miou),
+        "per_class_iou": before.per_class_iou, "post_per_class_iou": after.per_class_iou,
+        "poisoned_images": sidecar["poisoned_images"], "clean_budget_images": len(budget),
+        "train_seconds": sidecar["train_seconds"],
+        "train_images_per_second": sidecar["train_images_per_second"],
+        "defense_seconds": defense_seconds, "eval_seconds": eval_seconds,
+        "attack_params": attack.params(), "defense_params": defense.params(),
+        "defense_report": getattr(defense, "report", {}),
+        "device": str(device), "hardware": hardware_description(device),
+        "versions": package_versions(), "artifact": sidecar["key"], "cell": key,
+    }
+    result.update(detection_metrics(after, predictor))
+    result = json_safe(result)
+    atomic_write_json(result_path(spec, key), result)
+    return result
+
+
+def detection_metrics(after: Evaluation, predictor: Any) -> dict:
+    """AUROC on the continuous score; TPR at thresholds chosen on clean budget scores only."""
+    if after.clean_scores is None:
+        return {}
+    scores = torch.cat([after.clean_scores, after.triggered_scores])
+    labels = torch.cat([torch.zeros(len(after.clean_scores)), torch.ones(len(after.triggered_scores))])
+    calibration = predictor.calibration_scores
+    return {
+        "detection_auroc": metrics.auroc(scores, labels),
+        "tpr_at_1fpr": metrics.true_positive_rate(after.triggered_scores, metrics.threshold_at_fpr(calibration, 0.01)),
+        "tpr_at_5fpr": metrics.true_positive_rate(after.triggered_scores, metrics.threshold_at_fpr(calibration, 0.05)),
+        "false_rejection_rate": after.clean_rejection_rate,
+        "triggered_rejection_rate": after.triggered_rejection_rate,
+    }
+
+
+def hardware_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def package_versions() -> dict[str, str]:
+    import segmentation_models_pytorch
+    import timm
+
+    return {"torch": torch.__version__, "timm": timm.__version__, "smp": segmentation_models_pytorch.__version__}
+
+
+def json_safe(value: Any) -> Any:
+    """NaN (an undefined metric, e.g. ASR with an empty attack region) becomes null in JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

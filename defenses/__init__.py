@@ -1,0 +1,10 @@
+"""Defenses: subclass one of the three kinds with a ``name`` to add one (see docs/plugins.md)."""
+
+from defenses.base import (CleanBudget, Defense, DetectionDefense, InputFilterDefense,
+                           ModelRepairDefense, Predictor)
+from defenses import none  # noqa: F401,E402  (register the built-ins)
+
+registry = Defense.registry
+
+__all__ = ["CleanBudget", "Defense", "DetectionDefense", "InputFilterDefense",
+           "ModelRepairDefense", "Predictor", "registry"]

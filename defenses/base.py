@@ -1,0 +1,173 @@
+"""The ``Defense`` contract: a trained model + the defender's clean budget -> a defended predictor.
+
+A defense only ever receives two things: the trained (possibly backdoored) model and a
+:class:`CleanBudget` - clean images and labels from the training split, never poisoned,
+disjoint from the test set. It is never told the trigger, the target or the poisoned labels,
+and the test set reaches it only as unlabelled images through ``predict``. Three kinds share
+the one :class:`Predictor` interface ``predict(images) -> (labels [B,H,W], rejected [B])``:
+
+- :class:`ModelRepairDefense` - override ``repair(model, budget) -> nn.Module``;
+- :class:`InputFilterDefense` - override ``filter(images)`` (and ``invert(logits)`` for
+  geometric filters);
+- :class:`DetectionDefense` - override ``score(model, images) -> [B]`` (higher = more
+  suspicious); the base rejects inputs scoring above a threshold set on clean budget images.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import ClassVar, Iterator
+
+import torch
+from torch import nn
+
+from benchmark.engine import logits_of, to_input
+from benchmark.metrics import threshold_at_fpr
+from benchmark.plugin import Plugin
+from benchmark.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CleanBudget:
+    """The defender's data: clean training images (uint8 ``[N,3,H,W]``) and their masks."""
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    class_names: tuple[str, ...]
+    device: torch.device
+    batch_size: int = 32
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def batches(self, batch_size: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(float images, masks)`` batches on the device, in order."""
+        size = batch_size or self.batch_size
+        for start in range(0, len(self), size):
+            yield (to_input(self.images[start:start + size].to(self.device)),
+                   self.masks[start:start + size].to(self.device))
+
+    def float_images(self) -> torch.Tensor:
+        return to_input(self.images.to(self.device))
+
+    def split(self, fraction: float) -> tuple["CleanBudget", "CleanBudget"]:
+        """Two disjoint parts: the first ``1 - fraction`` and the last ``fraction`` (held out)."""
+        cut = max(1, min(len(self) - 1, round(len(self) * (1 - fraction))))
+        first = CleanBudget(self.images[:cut], self.masks[:cut], self.class_names, self.device, self.batch_size)
+        rest = CleanBudget(self.images[cut:], self.masks[cut:], self.class_names, self.device, self.batch_size)
+        return first, rest
+
+
+class Predictor:
+    """A defended predictor. ``predict_scored`` also returns a detection score (or None)."""
+
+    def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        labels, rejected, _ = self.predict_scored(images)
+        return labels, rejected
+
+    def predict_scored(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        raise NotImplementedError
+
+
+class ModelPredictor(Predictor):
+    """Argmax of a model; rejects nothing."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def predict_scored(self, images):
+        labels = logits_of(self.model, images).argmax(dim=1)
+        return labels, torch.zeros(images.shape[0], dtype=torch.bool, device=images.device), None
+
+
+class Defense(Plugin):
+    """Base class of defenses; subclass one of the three kinds below with a ``name``."""
+
+    registry: ClassVar[Registry] = Registry("defense")
+    kind: ClassVar[str] = "defense"
+
+    def fit(self, model: nn.Module, budget: CleanBudget) -> Predictor:
+        """Turn the trained model into a defended predictor using only the clean budget."""
+        raise NotImplementedError
+
+
+class ModelRepairDefense(Defense):
+    """A defense that returns a changed model (fine-pruning, fine-tuning, ...)."""
+
+    def repair(self, model: nn.Module, budget: CleanBudget) -> nn.Module:
+        raise NotImplementedError
+
+    def fit(self, model: nn.Module, budget: CleanBudget) -> Predictor:
+        return ModelPredictor(self.repair(model, budget))
+
+
+class InputFilterDefense(Defense):
+    """A defense that transforms every input; geometric filters also invert the output."""
+
+    def filter(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def invert(self, logits: torch.Tensor) -> torch.Tensor:
+        """Map logits of the filtered image back onto the original pixels (default: identity)."""
+        return logits
+
+    def fit(self, model: nn.Module, budget: CleanBudget) -> Predictor:
+        return FilteredPredictor(model, self)
+
+
+class FilteredPredictor(Predictor):
+    def __init__(self, model: nn.Module, defense: InputFilterDefense) -> None:
+        self.model, self.defense = model, defense
+
+    def predict_scored(self, images):
+        filtered = self.defense.filter(images).clamp(0, 1)
+        labels = self.defense.invert(logits_of(self.model, filtered)).argmax(dim=1)
+        return labels, torch.zeros(images.shape[0], dtype=torch.bool, device=images.device), None
+
+
+class DetectionDefense(Defense):
+    """A defense that flags suspicious inputs; flagged inputs are rejected.
+
+    The threshold is the ``1 - fpr`` quantile of the scores of clean budget images, so about
+    a fraction ``fpr`` of clean inputs is rejected. Override ``setup`` to keep part of the
+    budget for the detector itself (the rest calibrates the threshold).
+    """
+
+    fpr: float = 0.05
+    """Target false-positive rate on clean inputs, which sets the rejection threshold."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fpr < 1:
+            raise ValueError(f"fpr must be in (0, 1), got {self.fpr}")
+
+    def setup(self, model: nn.Module, budget: CleanBudget) -> CleanBudget:
+        """Prepare the detector; return the part of the budget used to calibrate it."""
+        return budget
+
+    def score(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def fit(self, model: nn.Module, budget: CleanBudget) -> Predictor:
+        calibration = self.setup(model, budget)
+        clean_scores = torch.cat([self.score(model, images) for images, _ in calibration.batches()])
+        predictor = DetectingPredictor(model, self, threshold_at_fpr(clean_scores, self.fpr))
+        predictor.calibration_scores = clean_scores.cpu()
+        return predictor
+
+
+class DetectingPredictor(Predictor):
+    def __init__(self, model: nn.Module, defense: DetectionDefense, threshold: float) -> None:
+        self.model, self.defense, self.threshold = model, defense, threshold
+        self.calibration_scores: torch.Tensor | None = None
+
+    def predict_scored(self, images):
+        labels = logits_of(self.model, images).argmax(dim=1)
+        scores = self.defense.score(self.model, images)
+        return labels, scores > self.threshold, scores
