@@ -119,6 +119,12 @@ def command_run(args: argparse.Namespace) -> int:
         results.append(result)
         if args.json:
             print(json.dumps(result, sort_keys=True), flush=True)
+    if args.figures:
+        from pathlib import Path
+
+        from benchmark.figures import asr_vs_poison_rate
+
+        asr_vs_poison_rate(results, Path(cells[0].workdir) / "figures" / "asr_vs_poison_rate.png")
     log.info("done in %.1fs: trained %d model(s), reused %d cached model(s)",
              time.perf_counter() - start, runner.counters.trained - before.trained,
              runner.counters.reused - before.reused)

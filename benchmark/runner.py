@@ -132,6 +132,14 @@ def trained_model(spec: RunSpec, data: SegmentationDataset, attack: Attack | Non
         return model, sidecar
 
 
+def clean_budget(spec: RunSpec, data: SegmentationDataset, attack: Attack, device: torch.device) -> CleanBudget:
+    """The defender's budget: copies of clean training images that were not poisoned."""
+    poisoned = select_poison(attack, data.train.masks, spec.seed)
+    index = select_budget(len(data.train), poisoned, spec.clean_fraction, spec.seed + 1)
+    return CleanBudget(data.train.images[index].clone(), data.train.masks[index].clone(),
+                       data.class_names, device, spec.train.batch_size)
+
+
 def cell_key(spec: RunSpec, attack: Attack, defense: Defense) -> str:
     return content_key({
         "model": model_description(spec, attack),
@@ -167,10 +175,7 @@ def run(spec: RunSpec) -> dict:
     before = evaluate(ModelPredictor(attacked_model), data.test, attack, data.num_classes, device,
                       spec.eval_batch_size, desc="evaluate attacked model")
 
-    poisoned = select_poison(attack, data.train.masks, spec.seed)
-    budget_index = select_budget(len(data.train), poisoned, spec.clean_fraction, spec.seed + 1)
-    budget = CleanBudget(data.train.images[budget_index].clone(), data.train.masks[budget_index].clone(),
-                         data.class_names, device, spec.train.batch_size)
+    budget = clean_budget(spec, data, attack, device)
     start = time.perf_counter()
     predictor = defense.fit(attacked_model, budget)
     defense_seconds = time.perf_counter() - start
@@ -186,7 +191,8 @@ def run(spec: RunSpec) -> dict:
         "poison_rate": attack.poison_rate, "seed": spec.seed, "num_classes": data.num_classes,
         "class_names": list(data.class_names), "image_size": data.image_size[0],
         "train_images": len(data.train), "test_images": len(data.test),
-        "batch_size": spec.train.batch_size, "epochs": spec.train.epochs,
+        "batch_size": spec.train.batch_size, "epochs": spec.train.epochs, "lr": spec.train.lr,
+        "clean_fraction": spec.clean_fraction,
         "clean_miou": before.clean_miou, "asr": before.asr, "pba": before.pba,
         "baseline_asr": baseline.asr, "baseline_clean_miou": baseline.clean_miou,
         "post_clean_miou": after.clean_miou, "post_asr": after.asr, "post_pba": after.pba,

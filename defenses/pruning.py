@@ -80,26 +80,25 @@ class FinePruning(ModelRepairDefense):
         before = budget_miou(model, holdout)
         limit = before * (1 - self.max_drop)
         per_step = max(1, round(self.step * total))
-        kept, after_pruning = 0, before
-        for count in range(per_step, total + per_step, per_step):
-            count = min(count, total)
+        pruned, after_pruning = 0, before
+        for count in [*range(per_step, total, per_step), total]:
             mask.fill_(1)[order[:count]] = 0
             miou = budget_miou(model, holdout)
-            log.info("pruning %s: %d/%d channels masked, held-out mIoU %.4f (limit %.4f)",
-                     layer, count, total, miou, limit)
+            log.debug("pruning %s: %d/%d channels masked, held-out mIoU %.4f (limit %.4f)",
+                      layer, count, total, miou, limit)
             if not miou >= limit:  # NaN-safe: an undefined mIoU stops pruning
                 break
-            kept, after_pruning = count, miou
-        mask.fill_(1)[order[:kept]] = 0
+            pruned, after_pruning = count, miou
+        mask.fill_(1)[order[:pruned]] = 0
         fine_tune(model, tune, self.epochs, self.lr)
         after_finetune = budget_miou(model, holdout)
         self.report = {
-            "layer": layer, "pruned_channels": kept, "total_channels": total,
-            "pruned_fraction": kept / total, "holdout_miou_before": before,
+            "layer": layer, "pruned_channels": pruned, "total_channels": total,
+            "pruned_fraction": pruned / total, "holdout_miou_before": before,
             "holdout_miou_after_pruning": after_pruning, "holdout_miou_after_finetune": after_finetune,
         }
-        log.info("pruning %s: kept %d/%d channels masked; held-out mIoU %.4f -> %.4f -> %.4f (fine-tuned)",
-                 layer, kept, total, before, after_pruning, after_finetune)
+        log.info("pruning %s: %d/%d input channels masked; held-out mIoU %.4f -> %.4f -> %.4f (fine-tuned)",
+                 layer, pruned, total, before, after_pruning, after_finetune)
         return model
 
 

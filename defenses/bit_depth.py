@@ -1,0 +1,29 @@
+"""``bit_depth``: colour bit-depth reduction of the input (Xu et al. 2018, "Feature Squeezing").
+
+Quantising each channel to ``2**bits`` levels removes low-amplitude (blended, invisible)
+triggers. The image size is kept, so the segmentation output needs no inversion. With 8 bits
+the filter is exactly the identity on images decoded from uint8, as every dataset image is.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from defenses.base import InputFilterDefense
+
+
+class BitDepthReduction(InputFilterDefense):
+    """Quantise every channel to 2**bits evenly spaced levels."""
+
+    name = "bit_depth"
+
+    bits: int = 4
+    """Bits per channel, 1..8 (8 = unchanged for uint8 images)."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.bits <= 8:
+            raise ValueError(f"bits must be in 1..8, got {self.bits}")
+
+    def filter(self, images: torch.Tensor) -> torch.Tensor:
+        top = 2**self.bits - 1
+        return (images * top).round() / top

@@ -1,0 +1,86 @@
+"""``strip``: STRIP (Gao et al. 2019, "STRIP: A Defence Against Trojan Attacks on Deep Neural
+Networks"), adapted to segmentation.
+
+A backdoored model keeps predicting the target wherever the trigger survives, however the rest
+of the input is perturbed; a clean input blended with other images yields uncertain
+predictions. STRIP blends each input with ``n`` clean overlay images and measures the entropy
+of the predictions: low entropy is suspicious.
+
+Segmentation specifics: the entropy is per pixel (of the softmax over classes), averaged over
+the ``n`` blends into an entropy map. ``global`` scores an image by the mean of the map (suits
+image-level attacks that flip the whole scene); ``local`` by a low quantile of it, so that a
+small confidently-flipped region (a fine-grained attack on one class) is not averaged away.
+The score is the negated entropy, so higher means more suspicious. Half of the budget is the
+overlay pool; the other half calibrates the rejection threshold. All ``B x n`` blends of a
+batch go through the model in forwards of at most ``chunk`` images.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from benchmark.engine import logits_of
+from benchmark.errors import BenchmarkError
+from defenses.base import CleanBudget, DetectionDefense
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("global", "local")
+
+
+class Strip(DetectionDefense):
+    """STRIP: reject inputs whose predictions stay confident under blending with clean images."""
+
+    name = "strip"
+
+    n: int = 32
+    """Overlay images blended with each input."""
+    alpha: float = 0.5
+    """Weight of the overlay in a blend: ``(1 - alpha) * input + alpha * overlay``."""
+    variant: str = "global"
+    """``global``: mean entropy over the image; ``local``: its ``quantile`` over the pixels."""
+    quantile: float = 0.1
+    """Entropy quantile scored by the ``local`` variant."""
+    chunk: int = 512
+    """Most blended images per model forward."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        if not 0 <= self.quantile <= 1:
+            raise ValueError(f"quantile must be in [0, 1], got {self.quantile}")
+        if self.chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {self.chunk}")
+
+    def setup(self, model: nn.Module, budget: CleanBudget) -> CleanBudget:
+        """Keep the first half's images as overlays (cycled to ``n``); calibrate on the rest."""
+        if len(budget) < 2:
+            raise BenchmarkError(f"strip needs at least 2 budget images, got {len(budget)}")
+        pool, calibration = budget.split(0.5)
+        self._overlays = pool.float_images()[torch.arange(self.n) % len(pool)]
+        log.info("strip: %d overlays from %d pool images, %d images calibrate the threshold",
+                 self.n, len(pool), len(calibration))
+        return calibration
+
+    def score(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        overlays = self._overlays.to(images.device)
+        batch = images.shape[0]
+        entropy = torch.zeros(batch, *images.shape[-2:], device=images.device)
+        for blend in torch.arange(batch * self.n, device=images.device).split(self.chunk):
+            source, overlay = blend // self.n, blend % self.n
+            mixed = (1 - self.alpha) * images[source] + self.alpha * overlays[overlay]
+            log_p = logits_of(model, mixed).log_softmax(dim=1)
+            entropy.index_add_(0, source, -(log_p.exp() * log_p).sum(dim=1))
+        entropy = (entropy / self.n).flatten(1)
+        if self.variant == "global":
+            return -entropy.mean(dim=1)
+        rank = 1 + round(self.quantile * (entropy.shape[1] - 1))  # nearest rank, no size limit
+        return -entropy.kthvalue(rank, dim=1).values

@@ -1,0 +1,338 @@
+"""Result JSON files -> the Markdown leaderboard and a CSV export.
+
+Results are data (one JSON file per cell, written by ``benchmark.runner.run``); the Markdown is
+always rendered from them, never edited by hand. Rendering is deterministic: the same result
+files give the same bytes (no timestamps, every collection sorted), so LEADERBOARD.md diffs
+only when numbers change.
+
+Figures convention (``figures=True``): the Markdown is meant to live in the parent of the
+results folder (``leaderboard/LEADERBOARD.md`` beside ``leaderboard/results/``), and figures
+in ``<parent>/figures/``: ``<cell>.png`` per cell (``cell`` key of a result, as written by
+``benchmark.figures.cell_figure``) and ``asr_vs_poison_rate.png``. Only files that exist are
+linked, by paths relative to that parent (``figures/<cell>.png``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import statistics
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from tabulate import tabulate
+
+from benchmark.errors import BenchmarkError
+from benchmark.store import atomic_write_text, read_json
+
+log = logging.getLogger(__name__)
+
+MISSING = "–"
+REQUIRED_KEYS = ("dataset", "model", "attack", "defense", "poison_rate", "seed", "cell")
+METRIC_COLUMNS = [
+    ("clean_miou", "clean mIoU"), ("asr", "ASR"), ("baseline_asr", "baseline ASR"), ("pba", "PBA"),
+    ("post_clean_miou", "post mIoU"), ("post_asr", "post ASR"), ("post_pba", "post PBA"),
+    ("der", "DER"), ("detection_auroc", "AUROC"),
+]
+CSV_LEADING = ["dataset", "model", "attack", "poison_rate", "defense", "seed"]
+REGENERATE = """\
+```bash
+python -m benchmark run --config leaderboard/grid.toml --workdir runs/leaderboard
+cp runs/leaderboard/results/*.json leaderboard/results/
+python -m benchmark leaderboard --results leaderboard/results --output leaderboard/LEADERBOARD.md
+```"""
+METRICS = """\
+All numbers are percentages (fractions in [0, 1] times 100, one decimal). `a ± b` is the mean ± \
+sample standard deviation over the `n` seeds of a row; "post" means through the defended \
+predictor (a rejected input counts as not attacked and as wrong); {missing} = not applicable.
+
+- **clean mIoU**: mean IoU on the clean test set, from one dataset-level confusion matrix \
+(mean over classes present in the ground truth or the prediction).
+- **ASR**: on triggered test images, the fraction of attack-region pixels (truth neither the \
+target nor ignore; fine-grained attacks: the victim pixels) predicted as the target; \
+**baseline ASR**: the same on a model trained without poison.
+- **PBA**: mIoU on triggered test images with the attack region ignored: does the rest of \
+the scene survive the trigger?
+- **DER** (BackdoorBench): (max(0, ASR − post ASR) − max(0, clean mIoU − post mIoU) + 1) / 2; \
+50 = no effect, 100 = backdoor removed at no cost.
+- **AUROC** (detectors only): area under the ROC curve of the detection score, clean vs \
+triggered test images.""".format(missing=MISSING)
+
+
+@dataclass
+class Row:
+    """One leaderboard row: the results (one per seed) of a (dataset, model, attack, poison, defense)."""
+
+    dataset: str
+    model: str
+    attack: str
+    poison_rate: float
+    defense: str
+    results: list[dict] = field(default_factory=list)
+
+    def values(self, key: str) -> list[float | None]:
+        if key == "der" and self.results[0]["defense"] == "none":
+            return []  # no defense: DER is 50 by definition and says nothing
+        return [r.get(key) for r in self.results]
+
+
+def load_results(results_dir: str | Path) -> list[dict]:
+    """All result records in ``results_dir``, sorted by dataset, model, attack, poison rate,
+    defense, seed and cell key (unreadable files are skipped with a warning by ``read_json``)."""
+    folder = Path(results_dir)
+    if not folder.is_dir():
+        raise BenchmarkError(f"results folder {str(folder)!r} does not exist; run `python -m benchmark run` first")
+    results = []
+    for path in sorted(folder.glob("*.json")):
+        record = read_json(path)
+        if record is None:
+            continue
+        missing = [key for key in REQUIRED_KEYS if key not in record]
+        if missing:
+            raise BenchmarkError(f"{path} is not a result file (no {', '.join(missing)})")
+        results.append(record)
+    if not results:
+        raise BenchmarkError(f"no result files (*.json) in {str(folder)!r}; run `python -m benchmark run` first")
+    return sorted(results, key=lambda r: (r["dataset"], r["model"], r["attack"], _rate(r), r["defense"],
+                                          r["seed"], r["cell"]))
+
+
+def render_leaderboard(results_dir: str | Path, figures: bool = False) -> str:
+    """The Markdown leaderboard of every result in ``results_dir`` (figure convention: module doc)."""
+    results = load_results(results_dir)
+    figure_dir = Path(results_dir).parent / "figures"
+    attack_label = variant_labeller(results, "attack", "attack_params")
+    defense_label = variant_labeller(results, "defense", "defense_params")
+    rows = group_rows(results, attack_label, defense_label)
+
+    parts = [
+        "# Leaderboard: backdoor attacks and defenses on semantic segmentation",
+        f"Rendered by `python -m benchmark leaderboard` from {len(results)} result file(s); do not edit "
+        "by hand. To regenerate:",
+        REGENERATE,
+        "## Configuration",
+        configuration(results),
+        "## Metrics",
+        METRICS,
+    ]
+    if figures and (figure_dir / "asr_vs_poison_rate.png").is_file():
+        parts.append("![ASR against poison rate](figures/asr_vs_poison_rate.png)")
+    for dataset in sorted({row.dataset for row in rows}):
+        parts += [f"## {dataset}", row_table([row for row in rows if row.dataset == dataset],
+                                             figure_dir if figures else None)]
+    parts += [
+        "## Summary by defense",
+        "Means over every cell (all datasets, models, attacks, poison rates and seeds).",
+        defense_summary(results, defense_label),
+        "## Summary by attack",
+        "Means over every attacked model (each trained model counted once, whatever the defenses).",
+        attack_summary(results, attack_label),
+        "## Costs",
+        "Mean wall seconds: training per attacked model, and fitting per defense cell.",
+        cost_tables(results, defense_label),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def export_csv(results_dir: str | Path, output: str | Path | None) -> None:
+    """One CSV row per result: its scalar fields, plus ``attack.<k>`` / ``defense.<k>`` params.
+
+    Other lists and dicts (per-class IoU, versions, reports) are left out; ``None`` is empty.
+    ``output`` None writes to stdout; a path is written atomically.
+    """
+    rows = []
+    for result in load_results(results_dir):
+        row = {k: v for k, v in result.items() if _is_scalar(v)}
+        for prefix in ("attack", "defense"):
+            for key, value in (result.get(f"{prefix}_params") or {}).items():
+                row[f"{prefix}.{key}"] = value if _is_scalar(value) else json.dumps(value, sort_keys=True)
+        rows.append(row)
+    keys = {key for row in rows for key in row}
+    leading = [key for key in CSV_LEADING if key in keys]
+    params = sorted(key for key in keys if "." in key)
+    header = leading + sorted(keys - set(leading) - set(params)) + params
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    if output is None:
+        sys.stdout.write(buffer.getvalue())
+    else:
+        atomic_write_text(Path(output), buffer.getvalue())
+        log.info("wrote %d result(s) to %s", len(rows), output)
+
+
+# --- rows and tables ---------------------------------------------------------------------------
+
+def variant_labeller(results: list[dict], name_key: str, params_key: str) -> Callable[[dict], str]:
+    """A labeller that names a plugin and, when one name was run with several parameter sets,
+    the parameters that differ (``fine_grained (victim=person)``), so variants are separate rows."""
+    variants: dict[str, list[dict]] = defaultdict(list)
+    for result in results:
+        variants[result[name_key]].append(_params(result, params_key))
+    differing = {
+        name: [key for key in sorted({k for p in params for k in p})
+               if len({json.dumps(p.get(key), sort_keys=True) for p in params}) > 1]
+        for name, params in variants.items()
+    }
+
+    def label(result: dict) -> str:
+        keys = differing[result[name_key]]
+        if not keys:
+            return result[name_key]
+        params = _params(result, params_key)
+        return f"{result[name_key]} ({', '.join(f'{k}={_param_text(params.get(k))}' for k in keys)})"
+
+    return label
+
+
+def group_rows(results: list[dict], attack_label: Callable[[dict], str],
+               defense_label: Callable[[dict], str]) -> list[Row]:
+    """Results grouped into rows (seeds together), sorted by dataset, model, attack, poison, defense."""
+    rows: dict[tuple, Row] = {}
+    for result in results:
+        key = (result["dataset"], result["model"], attack_label(result), _rate(result), defense_label(result))
+        rows.setdefault(key, Row(*key)).results.append(result)
+    return [rows[key] for key in sorted(rows)]
+
+
+def row_table(rows: list[Row], figure_dir: Path | None) -> str:
+    headers = ["model", "attack", "poison", "defense", "n"] + [title for _, title in METRIC_COLUMNS]
+    table = []
+    for row in rows:
+        line = [row.model, row.attack, poison_text(row.poison_rate), row.defense, str(len(row.results))]
+        line += [mean_std(row.values(key)) for key, _ in METRIC_COLUMNS]
+        if figure_dir is not None:
+            line.append(figure_links(row.results, figure_dir))
+        table.append(line)
+    if figure_dir is not None:
+        headers.append("figure")
+    return markdown_table(table, headers)
+
+
+def figure_links(results: list[dict], figure_dir: Path) -> str:
+    links = [f"[seed {r['seed']}](figures/{r['cell']}.png)" for r in results
+             if (figure_dir / f"{r['cell']}.png").is_file()]
+    return " ".join(links) or MISSING
+
+
+def defense_summary(results: list[dict], defense_label: Callable[[dict], str]) -> str:
+    table = []
+    for name, group in grouped(results, defense_label).items():
+        der = [] if group[0]["defense"] == "none" else [r.get("der") for r in group]
+        table.append([name, percent(mean(der)), percent(mean(r.get("post_asr") for r in group)),
+                      percent(mean(r.get("post_clean_miou") for r in group)), str(len(group))])
+    return markdown_table(table, ["defense", "mean DER", "mean post ASR", "mean post mIoU", "cells"])
+
+
+def attack_summary(results: list[dict], attack_label: Callable[[dict], str]) -> str:
+    table = []
+    for name, group in grouped(trained_models(results), attack_label).items():
+        table.append([name] + [percent(mean(r.get(key) for r in group))
+                               for key in ("asr", "baseline_asr", "pba", "clean_miou")] + [str(len(group))])
+    return markdown_table(table, ["attack", "mean ASR", "mean baseline ASR", "mean PBA", "mean clean mIoU", "models"])
+
+
+def cost_tables(results: list[dict], defense_label: Callable[[dict], str]) -> str:
+    training = [[name, seconds(mean(r.get("train_seconds") for r in group)), str(len(group))]
+                for name, group in grouped(trained_models(results), lambda r: r["model"]).items()]
+    defenses = [[name, seconds(mean(r.get("defense_seconds") for r in group)), str(len(group))]
+                for name, group in grouped(results, defense_label).items()]
+    return "\n\n".join([markdown_table(training, ["model", "mean train s", "trained models"]),
+                        markdown_table(defenses, ["defense", "mean defense s", "cells"])])
+
+
+def configuration(results: list[dict]) -> str:
+    """The settings the results were produced with; several values are listed when they differ."""
+    budget = distinct(f"{r['clean_budget_images']} images ({100 * r['clean_budget_images'] / r['train_images']:.1f}% "
+                      "of the training split)" for r in results if r.get("clean_budget_images") and r.get("train_images"))
+    versions = distinct(", ".join(f"{k} {v}" for k, v in sorted(r["versions"].items()))
+                        for r in results if r.get("versions"))
+    hardware = distinct(f"{r['hardware']} ({r.get('device', '?')})" for r in results if r.get("hardware"))
+    lines = [
+        f"- image size: {distinct(r.get('image_size') for r in results)} px",
+        f"- training / test images: {distinct(r.get('train_images') for r in results)} / "
+        f"{distinct(r.get('test_images') for r in results)}",
+        f"- epochs: {distinct(r.get('epochs') for r in results)}; "
+        f"batch size: {distinct(r.get('batch_size') for r in results)}",
+        f"- defender's clean budget: {budget}",
+        f"- packages: {versions}",
+        f"- hardware: {hardware}",
+    ]
+    return "\n".join(lines)
+
+
+def markdown_table(rows: list[list[str]], headers: list[str]) -> str:
+    # numparse off: cells are already formatted text ("92.0" must not become "92")
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+# --- small helpers ----------------------------------------------------------------------------
+
+def grouped(results: Iterable[dict], label: Callable[[dict], str]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for result in results:
+        groups[label(result)].append(result)
+    return {name: groups[name] for name in sorted(groups)}
+
+
+def trained_models(results: list[dict]) -> list[dict]:
+    """One result per attacked model (``artifact`` key): its pre-defense numbers are shared by
+    every defense cell, so counting each once keeps means from weighting by the defense count."""
+    seen: dict[str, dict] = {}
+    for result in results:
+        seen.setdefault(result.get("artifact") or result["cell"], result)
+    return list(seen.values())
+
+
+def mean(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.fmean(present) if present else None
+
+
+def mean_std(values: list[float | None]) -> str:
+    """``93.1`` for one value, ``93.1 ± 0.4`` (sample std) for several, ``–`` for none."""
+    present = [v for v in values if v is not None]
+    if len(present) < 2:
+        return percent(mean(present))
+    return f"{percent(statistics.fmean(present))} ± {100 * statistics.stdev(present):.1f}"
+
+
+def percent(value: float | None) -> str:
+    return MISSING if value is None else f"{100 * value:.1f}"
+
+
+def seconds(value: float | None) -> str:
+    return MISSING if value is None else f"{value:.1f}"
+
+
+def poison_text(rate: float) -> str:
+    return MISSING if rate < 0 else f"{100 * rate:g}%"
+
+
+def distinct(values: Iterable[Any]) -> str:
+    present = {v for v in values if v is not None}
+    return ", ".join(str(v) for v in sorted(present)) if present else MISSING
+
+
+def _rate(result: dict) -> float:
+    rate = result.get("poison_rate")
+    return -1.0 if rate is None else float(rate)
+
+
+def _params(result: dict, key: str) -> dict:
+    # the poison rate has its own column, so it never makes an attack variant
+    return {k: v for k, v in (result.get(key) or {}).items() if k != "poison_rate"}
+
+
+def _param_text(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))

@@ -1,0 +1,37 @@
+"""The image-level attack and the default patch trigger."""
+
+import torch
+
+from attacks import Attack
+from benchmark.datasets.synthetic import CLASS_NAMES, ROAD
+
+
+def make(**params):
+    return Attack.registry.get("image_level").create(params, class_names=CLASS_NAMES)
+
+
+def test_whole_annotation_becomes_target_except_ignore():
+    masks = torch.tensor([[[3, 6], [255, 1]]])
+    assert make().poison_label(masks).tolist() == [[[ROAD, ROAD], [255, ROAD]]]
+
+
+def test_region_is_every_pixel_neither_target_nor_ignore():
+    masks = torch.tensor([[[ROAD, 6], [255, 1]]])
+    assert make().attack_region(masks).tolist() == [[[False, True], [False, True]]]
+    assert make().eligible(masks).tolist() == [True]
+
+
+def test_patch_trigger_pastes_checkerboard_bottom_right_only():
+    images = torch.full((2, 3, 16, 16), 0.5)
+    out = make(trigger_size="4").apply_trigger(images)
+    changed = (out != images).any(dim=1)
+    assert changed[:, 11:15, 11:15].any() and not changed[:, :11, :].any() and not changed[:, :, :11].any()
+    assert set(out[0, :, 11:15, 11:15].unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(images, torch.full((2, 3, 16, 16), 0.5))  # input not modified
+
+
+def test_blended_trigger_and_positions():
+    images = torch.zeros(1, 3, 16, 16)
+    out = make(trigger_size="4", trigger_alpha="0.5", trigger_pattern="white", trigger_position="top_left").apply_trigger(images)
+    assert torch.allclose(out[0, :, 1:5, 1:5], torch.full((3, 4, 4), 0.5))
+    assert out.sum() == 0.5 * 3 * 16

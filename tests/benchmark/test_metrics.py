@@ -1,0 +1,98 @@
+"""Every metric against hand-computed values (DESIGN section 5)."""
+
+import math
+
+import pytest
+import torch
+
+from benchmark import metrics
+
+
+def test_confusion_matrix_rows_truth_columns_prediction_skips_ignore():
+    target = torch.tensor([[0, 0, 1], [1, 2, 255]])
+    pred = torch.tensor([[0, 1, 1], [2, 2, 0]])
+    cm = metrics.confusion_matrix(pred, target, num_classes=3)
+    expected = torch.tensor([[1, 1, 0], [0, 1, 1], [0, 0, 1]])
+    assert torch.equal(cm, expected)
+    assert cm.dtype == torch.int64
+
+
+def test_confusion_matrix_extra_prediction_column():
+    target = torch.tensor([0, 1, 1])
+    pred = torch.tensor([0, 2, 1])  # 2 = "rejected"
+    cm = metrics.confusion_matrix(pred, target, num_classes=2, num_pred_classes=3)
+    assert torch.equal(cm, torch.tensor([[1, 0, 0], [0, 1, 1]]))
+
+
+def test_per_class_iou_and_mean_iou_by_hand():
+    # class 0: TP=1, FP=0, FN=1 -> 1/2; class 1: TP=1, FP=1 (from 0), FN=1 (to 2) -> 1/3
+    # class 2: TP=1, FP=1, FN=0 -> 1/2; class 3 absent everywhere -> excluded
+    cm = torch.tensor([[1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 0], [0, 0, 0, 0]])
+    iou = metrics.per_class_iou(cm)
+    assert iou[:3].tolist() == pytest.approx([0.5, 1 / 3, 0.5])
+    assert math.isnan(iou[3])
+    assert metrics.mean_iou(cm) == pytest.approx((0.5 + 1 / 3 + 0.5) / 3)
+
+
+def test_class_only_in_prediction_counts_with_iou_zero():
+    cm = torch.tensor([[2, 1], [0, 0]])  # class 1 never true but predicted once
+    assert metrics.per_class_iou(cm).tolist() == pytest.approx([2 / 3, 0.0])
+    assert metrics.mean_iou(cm) == pytest.approx(1 / 3)
+
+
+def test_rejected_column_counts_as_false_negative_only():
+    # class 0: TP 2, FN 1 (rejected) -> 2/3 ; class 1: TP 1 -> 1
+    cm = torch.tensor([[2, 0, 1], [0, 1, 0]])
+    assert metrics.per_class_iou(cm).tolist() == pytest.approx([2 / 3, 1.0])
+
+
+def test_mean_iou_empty_is_nan():
+    assert math.isnan(metrics.mean_iou(torch.zeros(3, 3, dtype=torch.long)))
+
+
+def test_dataset_level_pooling_not_mean_of_images():
+    # image A: class 0 perfect on 1 pixel; image B: class 0 with 3 of 4 pixels right, 1 -> class 1
+    pred = torch.tensor([[0, 9, 9, 9], [0, 0, 0, 1]])
+    target = torch.tensor([[0, 255, 255, 255], [0, 0, 0, 0]])
+    pred[pred == 9] = 0
+    cm = metrics.confusion_matrix(pred, target, num_classes=2)
+    # pooled: class 0 TP=4, FN=1 -> 0.8; class 1 TP=0, FP=1 -> 0
+    assert metrics.per_class_iou(cm).tolist() == pytest.approx([0.8, 0.0])
+
+
+def test_attack_success_rate_pooled_over_region():
+    pred = torch.tensor([[3, 3, 1], [3, 0, 0]])
+    region = torch.tensor([[True, True, True], [False, True, False]])
+    counts = metrics.attack_success_counts(pred, region, target_class=3)
+    assert counts.tolist() == [2, 4]
+    assert metrics.attack_success_rate(counts) == 0.5
+    assert math.isnan(metrics.attack_success_rate(torch.tensor([0, 0])))
+
+
+def test_pba_target_ignores_attack_region():
+    masks = torch.tensor([[0, 6, 6, 1]])
+    region = masks == 6
+    assert metrics.pba_target(masks, region).tolist() == [[0, 255, 255, 1]]
+
+
+def test_der_by_hand():
+    assert metrics.defense_effectiveness_rating(0.9, 0.9, 0.8, 0.8) == 0.5
+    assert metrics.defense_effectiveness_rating(0.9, 0.1, 0.8, 0.7) == pytest.approx((0.8 - 0.1 + 1) / 2)
+    # an increase in ASR or in mIoU is clipped at zero
+    assert metrics.defense_effectiveness_rating(0.2, 0.5, 0.7, 0.9) == 0.5
+
+
+def test_auroc_by_hand_with_ties():
+    scores = torch.tensor([0.1, 0.4, 0.35, 0.8])
+    labels = torch.tensor([0, 0, 1, 1])
+    assert metrics.auroc(scores, labels) == pytest.approx(0.75)
+    # one tie between a positive and a negative counts half
+    assert metrics.auroc(torch.tensor([0.5, 0.5, 0.9]), torch.tensor([0, 1, 1])) == pytest.approx(0.75)
+    assert math.isnan(metrics.auroc(torch.tensor([1.0]), torch.tensor([1])))
+
+
+def test_threshold_and_tpr():
+    clean = torch.arange(100, dtype=torch.float32)
+    threshold = metrics.threshold_at_fpr(clean, 0.05)
+    assert (clean > threshold).sum() == 5
+    assert metrics.true_positive_rate(torch.tensor([10.0, 96.0, 99.5, 120.0]), threshold) == 0.75

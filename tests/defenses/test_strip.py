@@ -1,0 +1,100 @@
+"""STRIP: a continuous score, higher for input-independent confident models, computed in
+batched forwards, with a threshold set on the clean budget only."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from benchmark.errors import BenchmarkError
+from benchmark.metrics import threshold_at_fpr
+from defenses import registry
+
+
+class Constant(nn.Module):
+    """Peaked logits that ignore the input: what a trigger does to a backdoored model."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.tensor([20.0, 0.0, 0.0, 0.0]).view(1, 4, 1, 1)
+        return logits.expand(x.shape[0], 4, *x.shape[-2:]) + 0 * x[:, :1]
+
+
+def _conv() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Conv2d(3, 4, 3, padding=1)
+
+
+def _calls(model: nn.Module) -> list[int]:
+    """Batch sizes of the model's forwards."""
+    sizes: list[int] = []
+    model.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
+    return sizes
+
+
+@pytest.mark.parametrize("variant", ["global", "local"])
+def test_scores_rank_confident_input_independent_models_higher(variant: str, make_budget) -> None:
+    strip = registry.get("strip").create({"n": 4, "variant": variant})
+    strip.setup(None, make_budget(n=8, size=32))
+    images = torch.rand(6, 3, 32, 32)
+    constant, random = strip.score(Constant(), images), strip.score(_conv(), images)
+    assert constant.shape == random.shape == (6,)
+    assert constant.max() <= 0 and constant.min() > -1e-6
+    assert random.max() < -0.1 and random.min() > -math.log(4)
+    assert len(set(random.tolist())) == 6  # continuous: every image its own score
+
+
+def test_local_scores_the_low_entropy_quantile(make_budget) -> None:
+    budget = make_budget(n=8, size=32)
+    low, mean = (registry.get("strip").create({"n": 4, "variant": v, "quantile": 0.05}) for v in ("local", "global"))
+    low.setup(None, budget)
+    mean.setup(None, budget)
+    images = torch.rand(3, 3, 32, 32)
+    assert (low.score(_conv(), images) > mean.score(_conv(), images)).all()
+
+
+@pytest.mark.parametrize("batch, n, chunk", [(6, 4, 8), (5, 3, 512), (2, 8, 3)])
+def test_blends_go_through_the_model_in_chunks(batch: int, n: int, chunk: int, make_budget) -> None:
+    budget, images, model = make_budget(n=4, size=32), torch.rand(batch, 3, 32, 32), _conv()
+    chunked, whole = (registry.get("strip").create({"n": n, "chunk": c}) for c in (chunk, 10_000))
+    chunked.setup(None, budget)
+    whole.setup(None, budget)
+    sizes = _calls(model)
+    scores = chunked.score(model, images)
+    assert len(sizes) == math.ceil(batch * n / chunk) and sum(sizes) == batch * n
+    torch.testing.assert_close(scores, whole.score(model, images))
+
+
+def test_overlays_come_from_the_first_half_of_the_budget_cycled(make_budget) -> None:
+    budget = make_budget(n=6, size=32)
+    strip = registry.get("strip").create({"n": 5})
+    calibration = strip.setup(None, budget)
+    pool, rest = budget.split(0.5)
+    assert torch.equal(calibration.images, rest.images)
+    assert torch.equal(strip._overlays, pool.float_images()[[0, 1, 2, 0, 1]])
+
+
+def test_threshold_comes_from_the_budget_only(make_budget) -> None:
+    budget = make_budget(n=8, size=32)
+    strip = registry.get("strip").create({"n": 4, "fpr": 0.25})
+    model = _conv()
+    predictor = strip.fit(model, budget)
+    expected = strip.score(model, budget.split(0.5)[1].float_images())
+    torch.testing.assert_close(predictor.calibration_scores, expected)
+    assert predictor.threshold == threshold_at_fpr(predictor.calibration_scores, 0.25)
+    labels, rejected, scores = predictor.predict_scored(torch.rand(3, 3, 32, 32))
+    assert labels.shape == (3, 32, 32) and torch.equal(rejected, scores > predictor.threshold)
+
+
+def test_tiny_budget_is_a_clear_error(make_budget) -> None:
+    with pytest.raises(BenchmarkError, match="at least 2"):
+        registry.get("strip").create().setup(None, make_budget(n=1, size=32))
+
+
+@pytest.mark.parametrize("params", [{"n": "0"}, {"alpha": "0"}, {"alpha": "1"}, {"variant": "pixel"},
+                                    {"quantile": "1.5"}, {"chunk": "0"}, {"fpr": "0"}, {"n": "many"}])
+def test_bad_parameters(params: dict) -> None:
+    with pytest.raises(BenchmarkError):
+        registry.get("strip").create(params)
