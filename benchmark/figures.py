@@ -46,7 +46,7 @@ def cell_figure(spec: runner.RunSpec, result: dict) -> Path:
     """
     device = resolve_device(spec.device)
     data = runner.load_dataset(spec.dataset)
-    attack = runner.make_attack(spec, data.class_names)
+    attack = runner.make_attack(spec, data)
     model, _ = runner.trained_model(spec, data, attack, device)
     index = first_attacked_image(data.test, attack)
     image = to_input(data.test.images[index:index + 1].to(device))

@@ -45,8 +45,10 @@ class Plugin:
         return [f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("context")]
 
     @staticmethod
-    def context(default: Any = None) -> Any:
+    def context(default: Any = None, default_factory: Any = None) -> Any:
         """A field the harness fills in (e.g. the dataset's class names), not a user parameter."""
+        if default_factory is not None:
+            return dataclasses.field(default_factory=default_factory, repr=False, metadata={"context": True})
         return dataclasses.field(default=default, repr=False, metadata={"context": True})
 
     @classmethod

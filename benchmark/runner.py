@@ -76,13 +76,21 @@ def load_dataset(config: DatasetConfig) -> SegmentationDataset:
     return data
 
 
-def make_attack(spec: RunSpec, class_names: tuple[str, ...]) -> Attack:
+def make_attack(spec: RunSpec, data: SegmentationDataset) -> Attack:
+    """The attack of ``spec``, checked on a few training images so that a bad parameter fails
+    now with one line, not after the clean model has trained."""
     params = dict(spec.attack_params)
     if spec.poison_rate is not None:
         if "poison_rate" in params and float(params["poison_rate"]) != spec.poison_rate:
             raise BenchmarkError("poison rate given twice (--poison-rate and --attack-param poison_rate)")
         params["poison_rate"] = spec.poison_rate
-    return Attack.registry.get(spec.attack).create(params, class_names=class_names)
+    attack = Attack.registry.get(spec.attack).create(params, class_names=data.class_names)
+    images, masks = data.train.images[:2].float() / 255, data.train.masks[:2]
+    try:
+        attack.apply_trigger(images), attack.poison_label(masks), attack.attack_region(masks), attack.eligible(masks)
+    except (ValueError, KeyError, IndexError) as error:
+        raise BenchmarkError(f"attack {spec.attack}: {error}") from error
+    return attack
 
 
 def make_defense(spec: RunSpec) -> Defense:
@@ -160,7 +168,7 @@ def run(spec: RunSpec) -> dict:
     models.registry.get(spec.model)  # unknown names fail before any work
     data = load_dataset(spec.dataset)
     models.check_image_size(spec.model, *data.image_size)
-    attack = make_attack(spec, data.class_names)
+    attack = make_attack(spec, data)
     defense = make_defense(spec)
     key = cell_key(spec, attack, defense)
     finished = read_json(result_path(spec, key))
@@ -203,7 +211,7 @@ def run(spec: RunSpec) -> dict:
         "train_images_per_second": sidecar["train_images_per_second"],
         "defense_seconds": defense_seconds, "eval_seconds": eval_seconds,
         "attack_params": attack.params(), "defense_params": defense.params(),
-        "defense_report": getattr(defense, "report", {}),
+        "defense_report": defense.report,
         "device": str(device), "hardware": hardware_description(device),
         "versions": package_versions(), "artifact": sidecar["key"], "cell": key,
     }

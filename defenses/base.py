@@ -93,6 +93,9 @@ class Defense(Plugin):
     registry: ClassVar[Registry] = Registry("defense")
     kind: ClassVar[str] = "defense"
 
+    report: dict = Plugin.context(default_factory=dict)
+    """Extra numbers a defense wants in the result (e.g. the pruned fraction), set during fit."""
+
     def fit(self, model: nn.Module, budget: CleanBudget) -> Predictor:
         """Turn the trained model into a defended predictor using only the clean budget."""
         raise NotImplementedError
@@ -156,6 +159,9 @@ class DetectionDefense(Defense):
 
     def fit(self, model: nn.Module, budget: CleanBudget) -> Predictor:
         calibration = self.setup(model, budget)
+        if len(calibration) < 1 / self.fpr:
+            log.warning("%s: only %d clean images calibrate a threshold at fpr=%.3f; the false-positive "
+                        "rate will be noisy (raise --clean-fraction)", self.name, len(calibration), self.fpr)
         clean_scores = torch.cat([self.score(model, images) for images, _ in calibration.batches()])
         predictor = DetectingPredictor(model, self, threshold_at_fpr(clean_scores, self.fpr))
         predictor.calibration_scores = clean_scores.cpu()
