@@ -33,9 +33,9 @@ class Attack(Plugin):
     """Target class, by name or index."""
     poison_rate: float = 0.1
     """Fraction of the whole training set that is poisoned (drawn among eligible images)."""
-    trigger_size: int = 8
+    trigger_size: int = 12
     """Side of the square patch trigger, in pixels."""
-    trigger_position: str = "bottom_right"
+    trigger_position: str = "center"
     trigger_pattern: str = "checkerboard"
     trigger_alpha: float = 1.0
     """Blend strength of the patch: 1 pastes it, less blends it into the image."""

@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any, Sequence
 
 from tabulate import tabulate
@@ -54,6 +55,7 @@ def add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--seed", help="seed(s) (default 0)")
     run.add_argument("--device", help="auto (default: CUDA when present), cpu or cuda")
     run.add_argument("--workdir", metavar="DIR", help="where models and results are cached (default ./runs)")
+    run.add_argument("--results", metavar="DIR", help="where finished cells' JSON files go (default WORKDIR/results)")
     run.add_argument("--attack-param", action="append", metavar="KEY=VALUE", help="attack parameter (repeatable; see `list`)")
     run.add_argument("--defense-param", action="append", metavar="KEY=VALUE", help="defense parameter (repeatable; see `list`)")
     run.add_argument("--plugin", action="append", metavar="MODULE_OR_FILE", help="import a plugin module or .py file first (repeatable)")
@@ -86,7 +88,7 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
     settings: dict[str, Any] = read_config(args.config) if args.config else {}
     for key in ("attack", "defense", "model", "dataset", "data_root", "image_size", "train_size",
                 "test_size", "poison_rate", "epochs", "batch_size", "lr", "clean_fraction", "seed",
-                "device", "workdir"):
+                "device", "workdir", "results"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
@@ -120,11 +122,9 @@ def command_run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(result, sort_keys=True), flush=True)
     if args.figures:
-        from pathlib import Path
-
         from benchmark.figures import asr_vs_poison_rate
 
-        asr_vs_poison_rate(results, Path(cells[0].workdir) / "figures" / "asr_vs_poison_rate.png")
+        asr_vs_poison_rate(results, runner.figures_folder(cells[0]) / "asr_vs_poison_rate.png")
     log.info("done in %.1fs: trained %d model(s), reused %d cached model(s)",
              time.perf_counter() - start, runner.counters.trained - before.trained,
              runner.counters.reused - before.reused)
@@ -189,8 +189,6 @@ def command_leaderboard(args: argparse.Namespace) -> int:
 
     text = render_leaderboard(args.results, figures=args.figures)
     if args.output:
-        from pathlib import Path
-
         atomic_write_text(Path(args.output), text)
         log.info("wrote %s", args.output)
     else:

@@ -1,7 +1,7 @@
 """PNG figures: one strip per cell (what the trigger does, before and after the defense) and
 ASR against poison rate over a grid.
 
-Figures are written atomically under ``<workdir>/figures/`` with a fixed size and dpi, so the
+Figures are written atomically beside the results folder (``runner.figures_folder``) with a fixed size and dpi, so the
 leaderboard can link them (see ``leaderboard.render``) and reruns give the same files.
 """
 
@@ -38,7 +38,7 @@ PALETTE = plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2]
 
 
 def cell_figure(spec: runner.RunSpec, result: dict) -> Path:
-    """Draw the strip of one finished cell to ``<workdir>/figures/<cell>.png`` and return the path.
+    """Draw the strip of one finished cell to ``<figures folder>/<cell>.png`` and return the path.
 
     Panels, for the first test image with a non-empty attack region: clean image, ground truth,
     the attacked model's prediction on it, the triggered image, the attacked model's
@@ -83,7 +83,7 @@ def cell_figure(spec: runner.RunSpec, result: dict) -> Path:
     handles = [Patch(color=PALETTE[c % len(PALETTE)], label=data.class_names[c]) for c in sorted(shown_classes)]
     figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8) or 1, fontsize=8, frameon=False)
     figure.tight_layout(rect=(0, 0.1, 1, 0.95))
-    path = Path(spec.workdir) / "figures" / f"{result['cell']}.png"
+    path = runner.figures_folder(spec) / f"{result['cell']}.png"
     save(figure, path)
     return path
 

@@ -37,9 +37,10 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
     "rejected" column. Stays on the tensors' device: no host sync.
     """
     columns = num_classes if num_pred_classes is None else num_pred_classes
-    keep = target != ignore_index
-    index = target[keep].long() * columns + pred[keep].long()
-    return torch.bincount(index, minlength=num_classes * columns).view(num_classes, columns)
+    cells = num_classes * columns
+    # ignored pixels go to one spare bin, dropped after counting: cheaper than boolean indexing
+    index = torch.where(target != ignore_index, target.long() * columns + pred.long(), cells)
+    return torch.bincount(index.flatten(), minlength=cells + 1)[:cells].view(num_classes, columns)
 
 
 def per_class_iou(cm: torch.Tensor) -> torch.Tensor:

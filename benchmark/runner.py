@@ -53,6 +53,8 @@ class RunSpec:
     seed: int = 0
     device: str = "auto"
     workdir: str = "runs"
+    results_dir: str | None = None
+    """Where finished cells' JSON files go; default ``WORKDIR/results``."""
     eval_batch_size: int = 64
 
 
@@ -140,6 +142,26 @@ def trained_model(spec: RunSpec, data: SegmentationDataset, attack: Attack | Non
         return model, sidecar
 
 
+def model_evaluation(spec: RunSpec, data: SegmentationDataset, trained_with: Attack | None, attack: Attack,
+                     device: torch.device, model: torch.nn.Module | None = None) -> Evaluation:
+    """The undefended evaluation of the model trained with ``trained_with`` (None: the clean
+    model) against ``attack``; cached, so adding a defense to a grid costs only the defense."""
+    key = content_key({"model": model_description(spec, trained_with), "attack": attack.name,
+                       "attack_params": attack.params()})
+    path = Path(spec.workdir) / "evaluations" / f"{key}.json"
+    cached = read_json(path)
+    if cached is not None:  # null (an undefined metric) back to NaN
+        return Evaluation(**{k: math.nan if v is None else v for k, v in cached.items()})
+    if model is None:
+        model, _ = trained_model(spec, data, trained_with, device)
+    which = "attacked" if trained_with is not None else "clean"
+    result = evaluate(ModelPredictor(model), data.test, attack, data.num_classes, device,
+                      spec.eval_batch_size, desc=f"evaluate {which} model")
+    atomic_write_json(path, json_safe({"clean_miou": result.clean_miou, "asr": result.asr, "pba": result.pba,
+                                       "per_class_iou": result.per_class_iou}))
+    return result
+
+
 def clean_budget(spec: RunSpec, data: SegmentationDataset, attack: Attack, device: torch.device) -> CleanBudget:
     """The defender's budget: copies of clean training images that were not poisoned."""
     poisoned = select_poison(attack, data.train.masks, spec.seed)
@@ -157,7 +179,16 @@ def cell_key(spec: RunSpec, attack: Attack, defense: Defense) -> str:
 
 
 def result_path(spec: RunSpec, key: str) -> Path:
-    return Path(spec.workdir) / "results" / f"{key}.json"
+    return results_folder(spec) / f"{key}.json"
+
+
+def results_folder(spec: RunSpec) -> Path:
+    return Path(spec.results_dir) if spec.results_dir else Path(spec.workdir) / "results"
+
+
+def figures_folder(spec: RunSpec) -> Path:
+    """Figures live beside the results folder, where the leaderboard links them."""
+    return results_folder(spec).parent / "figures"
 
 
 def run(spec: RunSpec) -> dict:
@@ -176,12 +207,9 @@ def run(spec: RunSpec) -> dict:
         log.info("cell %s/%s/%s already finished; reusing its result", spec.model, attack.name, defense.name)
         return finished
 
-    clean_model, _ = trained_model(spec, data, None, device)
-    baseline = evaluate(ModelPredictor(clean_model), data.test, attack, data.num_classes, device,
-                        spec.eval_batch_size, desc="evaluate clean model")
+    baseline = model_evaluation(spec, data, None, attack, device)
     attacked_model, sidecar = trained_model(spec, data, attack, device)
-    before = evaluate(ModelPredictor(attacked_model), data.test, attack, data.num_classes, device,
-                      spec.eval_batch_size, desc="evaluate attacked model")
+    before = model_evaluation(spec, data, attack, attack, device, attacked_model)
 
     budget = clean_budget(spec, data, attack, device)
     start = time.perf_counter()

@@ -42,8 +42,7 @@ METRIC_COLUMNS = [
 CSV_LEADING = ["dataset", "model", "attack", "poison_rate", "defense", "seed"]
 REGENERATE = """\
 ```bash
-python -m benchmark run --config leaderboard/grid.toml --workdir runs/leaderboard
-cp runs/leaderboard/results/*.json leaderboard/results/
+python -m benchmark run --config leaderboard/grid.toml --figures
 python -m benchmark leaderboard --results leaderboard/results --output leaderboard/LEADERBOARD.md
 ```"""
 METRICS = """\

@@ -24,35 +24,47 @@ DEFAULT_TEST_SIZE = 300
 
 
 class _Canvas:
-    """Paints layers back to front onto a batch of images, labels and instance ids."""
+    """Paints layers back to front onto a batch of label, instance and colour-index maps.
+
+    Painting writes only small ``[N,H,W]`` maps; colours are looked up once at the end (one
+    gather), which keeps generation at about a second for thousands of images.
+    """
 
     def __init__(self, n: int, size: int, generator: torch.Generator) -> None:
         self.n, self.size, self.gen = n, size, generator
         coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size
         self.y = coords.view(1, size, 1)
         self.x = coords.view(1, 1, size)
-        self.image = torch.zeros(n, 3, size, size)
         self.label = torch.full((n, size, size), SKY, dtype=torch.long)
         self.instance = torch.zeros(n, size, size, dtype=torch.int32)
+        self.layer = torch.zeros(n, size, size, dtype=torch.long)  # 0 = the background
+        self.palette: list[torch.Tensor] = [torch.zeros(n, 3)]
 
     def uniform(self, low: float, high: float, *shape: int) -> torch.Tensor:
         """Per-image random values shaped ``[N, *shape]``, broadcastable against ``[N,H,W]``."""
         return low + (high - low) * torch.rand(self.n, *shape, generator=self.gen)
 
     def colour(self, base: tuple[float, float, float], jitter: float) -> torch.Tensor:
-        """A per-image colour ``[N,3,1,1]`` around ``base``."""
+        """A per-image colour ``[N,3]`` around ``base``."""
         shift = (torch.rand(self.n, 3, generator=self.gen) - 0.5) * 2 * jitter
-        return (torch.tensor(base) + shift).clamp(0, 1).view(self.n, 3, 1, 1)
+        return (torch.tensor(base) + shift).clamp(0, 1)
 
     def paint(self, region: torch.Tensor, colour: torch.Tensor, label: int | None = None,
               instance: torch.Tensor | None = None) -> None:
         """Paint ``colour`` where ``region`` (bool, broadcast to [N,H,W]); set label and instance."""
         region = region.expand(self.n, self.size, self.size)
-        self.image = torch.where(region.unsqueeze(1), colour, self.image)
+        self.palette.append(colour)
+        self.layer.masked_fill_(region, len(self.palette) - 1)
         if label is not None:
-            self.label[region] = label
+            self.label.masked_fill_(region, label)
         if instance is not None:
             self.instance = torch.where(region, instance.int(), self.instance)
+
+    def render(self, background: torch.Tensor) -> torch.Tensor:
+        """Float images ``[N,3,H,W]``: painted colours over ``background``."""
+        palette = torch.stack(self.palette, dim=1)  # [N, layers, 3]
+        painted = palette[torch.arange(self.n).view(-1, 1, 1), self.layer].permute(0, 3, 1, 2)
+        return torch.where((self.layer > 0).unsqueeze(1), painted, background)
 
 
 def generate(n: int, size: int, seed: int) -> Split:
@@ -64,7 +76,7 @@ def generate(n: int, size: int, seed: int) -> Split:
     # sky: a vertical gradient, lighter towards the horizon
     horizon = c.uniform(0.32, 0.48, 1, 1)
     sky_top, sky_low = c.colour((0.35, 0.55, 0.9), 0.1), c.colour((0.7, 0.8, 0.95), 0.05)
-    c.image = sky_top + (sky_low - sky_top) * y.unsqueeze(1)
+    sky = sky_top.view(n, 3, 1, 1) + (sky_low - sky_top).view(n, 3, 1, 1) * y.unsqueeze(1)
 
     # buildings: blocks standing on the horizon, each with a window grid
     for _ in range(6):
@@ -151,8 +163,9 @@ def generate(n: int, size: int, seed: int) -> Split:
         c.paint(wheels, c.colour((0.08, 0.08, 0.08), 0.03), CAR, ident)
 
     brightness = c.uniform(0.85, 1.15, 1, 1, 1)
-    noise = torch.randn(c.image.shape, generator=gen) * 0.03
-    image = ((c.image * brightness + noise).clamp(0, 1) * 255).round().to(torch.uint8)
+    image = c.render(sky.expand(n, 3, size, size))
+    noise = torch.randn(image.shape, generator=gen) * 0.03
+    image = ((image * brightness + noise).clamp(0, 1) * 255).round().to(torch.uint8)
     return Split(image, c.label, c.instance)
 
 

@@ -23,11 +23,17 @@ def test_region_is_every_pixel_neither_target_nor_ignore():
 
 def test_patch_trigger_pastes_checkerboard_bottom_right_only():
     images = torch.full((2, 3, 16, 16), 0.5)
-    out = make(trigger_size="4").apply_trigger(images)
+    out = make(trigger_size="4", trigger_position="bottom_right").apply_trigger(images)
     changed = (out != images).any(dim=1)
     assert changed[:, 11:15, 11:15].any() and not changed[:, :11, :].any() and not changed[:, :, :11].any()
     assert set(out[0, :, 11:15, 11:15].unique().tolist()) == {0.0, 1.0}
     assert torch.equal(images, torch.full((2, 3, 16, 16), 0.5))  # input not modified
+
+
+def test_default_trigger_is_a_centred_patch():
+    out = make().apply_trigger(torch.zeros(1, 3, 64, 64))
+    changed = (out != 0).any(dim=1)[0].nonzero()
+    assert changed.min().item() >= 26 and changed.max().item() <= 37  # 12x12 at (26, 26)
 
 
 def test_blended_trigger_and_positions():

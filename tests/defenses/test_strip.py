@@ -94,7 +94,7 @@ def test_tiny_budget_is_a_clear_error(make_budget) -> None:
 
 
 @pytest.mark.parametrize("params", [{"n": "0"}, {"alpha": "0"}, {"alpha": "1"}, {"variant": "pixel"},
-                                    {"quantile": "1.5"}, {"chunk": "0"}, {"fpr": "0"}, {"n": "many"}])
+                                    {"quantile": "1.5"}, {"chunk": "-1"}, {"fpr": "0"}, {"n": "many"}])
 def test_bad_parameters(params: dict) -> None:
     with pytest.raises(BenchmarkError):
         registry.get("strip").create(params)

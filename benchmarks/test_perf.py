@@ -1,0 +1,372 @@
+"""The performance suite (DESIGN sections 6 and 8): the harness against its floor, in-process.
+
+Run: ``PYTHONPATH=. .venv/bin/python -m pytest benchmarks/ --benchmark-only -s``.
+
+Each test measures one harness function with the ``benchmark`` fixture and its floor or peer
+with ``time.perf_counter`` in the same process, interleaved round by round (the peer runs in
+pedantic's untimed ``setup``/``teardown``, alternating before and after), so that a busy
+machine slows both alike. Ratios are medians of
+per-round ratios. Default model ``unet`` at 64x64, 8 classes, batch 32, on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from benchmark import metrics, runner
+from benchmark.datasets import IGNORE_INDEX, DatasetConfig, Split, synthetic
+from benchmark.engine import TrainConfig, logits_of, to_input, train, train_step
+from benchmark.poisoning import poison_split
+from defenses import CleanBudget, Defense
+from defenses.base import DetectingPredictor
+
+NUM_CLASSES = 8
+BATCH = 32
+
+
+class Recorder:
+    """Wrap a function so that every call's duration is recorded (warmup calls included)."""
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self.fn, self.seconds = fn, []
+
+    def __call__(self):
+        start = time.perf_counter()
+        out = self.fn()
+        self.seconds.append(time.perf_counter() - start)
+        return out
+
+    def last(self, rounds: int) -> list[float]:
+        """The timed rounds (pedantic's warmup rounds come first)."""
+        return self.seconds[-rounds:]
+
+
+class Alternating:
+    """Run ``peer`` once per pedantic round, before the measured call on even rounds and after
+    it on odd ones (pass ``setup=`` and ``teardown=``): on a busy machine the second of two
+    back-to-back runs is often several % slower, so a fixed order would bias the ratio."""
+
+    def __init__(self, peer: Callable[[], object]) -> None:
+        self.peer, self.rounds = peer, 0
+
+    def setup(self) -> None:
+        if self.rounds % 2 == 0:
+            self.peer()
+
+    def teardown(self) -> None:
+        if self.rounds % 2 == 1:
+            self.peer()
+        self.rounds += 1
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def paired_ratio(numerators: list[float], denominators: list[float]) -> float:
+    """Median over rounds of numerator/denominator (rounds interleaved, so paired)."""
+    return statistics.median(a / b for a, b in zip(numerators, denominators))
+
+
+# --- 1. training: engine.train vs a bare loop ------------------------------------------------
+
+def test_training_vs_bare_loop(benchmark, report, make_unet, data: Split, cpu):
+    """``engine.train`` for one epoch over 256 images vs the bare floor: the same model, batch
+    and number of AdamW steps on pre-made float channels_last tensors. Target >= 0.90."""
+    rounds = 6
+    model = make_unet()
+    config = TrainConfig(epochs=1, batch_size=BATCH)
+    n = len(data)
+    inputs = [to_input(data.images[i:i + BATCH]) for i in range(0, n, BATCH)]
+    targets = [data.masks[i:i + BATCH] for i in range(0, n, BATCH)]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+    def bare_epoch() -> None:
+        model.train()
+        for x, y in zip(inputs, targets):
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    bare = Recorder(bare_epoch)
+    harness = Recorder(lambda: train(model, data.images, data.masks, config, cpu,
+                                     seed=len(bare.seconds), desc="bench"))
+    order = Alternating(bare)
+    benchmark.pedantic(harness, setup=order.setup, teardown=order.teardown, rounds=rounds, warmup_rounds=1)
+
+    ratio = paired_ratio(bare.last(rounds), harness.last(rounds))
+    harness_ips = n / statistics.median(harness.last(rounds))
+    bare_ips = n / statistics.median(bare.last(rounds))
+    report(f"training: harness {harness_ips:.0f} img/s, bare {bare_ips:.0f} img/s, "
+           f"ratio {ratio:.2f} (target >= 0.90)",
+           harness_images_per_s=harness_ips, bare_images_per_s=bare_ips,
+           ratio_harness_over_bare=ratio, target=0.90, target_met=ratio >= 0.90)
+    assert ratio >= 0.7, f"harness training is grossly slower than the bare loop ({ratio:.2f}x)"
+
+
+# --- 2. poisoning: trigger + label rule vs a training step -----------------------------------
+
+def test_poisoning_vs_train_step(benchmark, report, make_unet, data: Split, cpu, fine_grained):
+    """fine_grained ``apply_trigger`` + ``poison_label`` + ``attack_region`` on a batch of 32
+    as a fraction of one training step on that batch. Target < 2%."""
+    images, masks = to_input(data.images[:BATCH]), data.masks[:BATCH]
+
+    def poison():
+        return (fine_grained.apply_trigger(images), fine_grained.poison_label(masks),
+                fine_grained.attack_region(masks))
+
+    # the training step is measured before and after, on the same batch
+    model = make_unet().train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    step = lambda: train_step(model, optimizer, images, masks, cpu)  # noqa: E731
+    step()
+    steps = [timed(step) for _ in range(2)]
+    poisoner = Recorder(poison)
+    rounds = 50
+    benchmark.pedantic(poisoner, rounds=rounds, warmup_rounds=1)
+    steps += [timed(step) for _ in range(2)]
+
+    # the harness's full per-chunk path: to_input, trigger, quantise back to uint8, label rule
+    chunk = Split(data.images[:BATCH], data.masks[:BATCH])
+    every = torch.arange(BATCH)
+    poison_split(fine_grained, chunk, every, cpu)
+    split_s = min(timed(lambda: poison_split(fine_grained, chunk, every, cpu)) for _ in range(5))
+
+    poison_s, step_s = statistics.median(poisoner.last(rounds)), statistics.median(steps)
+    fraction = poison_s / step_s
+    report(f"poisoning: {poison_s * 1e3:.2f} ms per batch of 32, train step {step_s * 1e3:.0f} ms, "
+           f"{100 * fraction:.2f}% of a step (target < 2%); poison_split chunk of 32 "
+           f"{split_s * 1e3:.2f} ms ({100 * split_s / step_s:.2f}%)",
+           poison_ms=poison_s * 1e3, train_step_ms=step_s * 1e3, fraction_of_step=fraction,
+           poison_split_ms=split_s * 1e3, poison_split_fraction_of_step=split_s / step_s,
+           target=0.02, target_met=fraction < 0.02)
+    assert fraction < 0.2, f"poisoning a batch costs {100 * fraction:.0f}% of a training step"
+
+
+# --- 3. metrics: confusion matrix + mIoU vs torchmetrics and a naive loop ---------------------
+
+def naive_miou(batches: list[tuple[torch.Tensor, torch.Tensor]], num_classes: int) -> tuple[float, torch.Tensor]:
+    """Per-class Python loop with boolean masks: the obvious implementation."""
+    tp = torch.zeros(num_classes, dtype=torch.long)
+    fp, fn = torch.zeros_like(tp), torch.zeros_like(tp)
+    for pred, target in batches:
+        valid = target != IGNORE_INDEX
+        for c in range(num_classes):
+            is_pred, is_true = (pred == c) & valid, target == c
+            tp[c] += (is_pred & is_true).sum()
+            fp[c] += (is_pred & ~is_true).sum()
+            fn[c] += (~is_pred & is_true).sum()
+    union = tp + fp + fn
+    iou = torch.where(union > 0, tp.double() / union.clamp(min=1), torch.full((num_classes,), math.nan, dtype=torch.double))
+    return float(iou[union > 0].mean()), iou
+
+
+def test_metrics_vs_torchmetrics(benchmark, report):
+    """Accumulated ``confusion_matrix`` + ``mean_iou`` over 20 batches of 64 64x64 maps vs
+    torchmetrics' MulticlassJaccardIndex and a naive per-class loop; values equal to 1e-6."""
+    from torchmetrics.classification import MulticlassJaccardIndex
+
+    generator = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(20):
+        # class 7 is absent from truth and prediction: exercises the absent-class convention
+        target = torch.randint(0, NUM_CLASSES - 1, (64, 64, 64), generator=generator)
+        noise = torch.randint(0, NUM_CLASSES - 1, target.shape, generator=generator)
+        pred = torch.where(torch.rand(target.shape, generator=generator) < 0.7, target, noise)
+        target[torch.rand(target.shape, generator=generator) < 0.05] = IGNORE_INDEX
+        batches.append((pred, target))
+
+    def ours():
+        cm = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
+        for pred, target in batches:
+            cm += metrics.confusion_matrix(pred, target, NUM_CLASSES)
+        return metrics.mean_iou(cm), metrics.per_class_iou(cm)
+
+    # macro averaging in torchmetrics gives classes absent from truth and prediction weight 0,
+    # the same convention as ours (mmsegmentation's); validate_args=False is its bare arithmetic
+    tm_macro = MulticlassJaccardIndex(num_classes=NUM_CLASSES, ignore_index=IGNORE_INDEX, average="macro",
+                                      validate_args=False)
+    tm_checked = MulticlassJaccardIndex(num_classes=NUM_CLASSES, ignore_index=IGNORE_INDEX, average="macro")
+    tm_none = MulticlassJaccardIndex(num_classes=NUM_CLASSES, ignore_index=IGNORE_INDEX, average="none")
+
+    def torchmetrics_run(metric):
+        metric.reset()
+        for pred, target in batches:
+            metric.update(pred, target)
+        return metric.compute()
+
+    peer_times = {"torchmetrics": [], "torchmetrics_validated": [], "naive": []}
+
+    def peers():
+        peer_times["torchmetrics"].append(timed(lambda: torchmetrics_run(tm_macro)))
+        peer_times["torchmetrics_validated"].append(timed(lambda: torchmetrics_run(tm_checked)))
+        peer_times["naive"].append(timed(lambda: naive_miou(batches, NUM_CLASSES)))
+
+    rounds = 8
+    recorder = Recorder(ours)
+    order = Alternating(peers)
+    miou, iou = benchmark.pedantic(recorder, setup=order.setup, teardown=order.teardown, rounds=rounds,
+                                   warmup_rounds=1)
+
+    # agreement
+    tm_miou = float(torchmetrics_run(tm_macro))
+    tm_iou = torchmetrics_run(tm_none).double()
+    naive_value, naive_iou = naive_miou(batches, NUM_CLASSES)
+    present = ~iou.isnan()
+    assert not present[NUM_CLASSES - 1] and present[:-1].all()
+    assert abs(miou - tm_miou) < 1e-6, (miou, tm_miou)
+    assert torch.allclose(iou[present], tm_iou[present], atol=1e-6, rtol=0)
+    assert abs(miou - naive_value) < 1e-12 and torch.allclose(iou, naive_iou, equal_nan=True)
+
+    ours_times = recorder.last(rounds)
+    speed = {name: paired_ratio(times[-rounds:], ours_times) for name, times in peer_times.items()}
+    report(f"metrics: ours {statistics.median(ours_times) * 1e3:.1f} ms, torchmetrics "
+           f"{statistics.median(peer_times['torchmetrics'][-rounds:]) * 1e3:.1f} ms "
+           f"(validated {statistics.median(peer_times['torchmetrics_validated'][-rounds:]) * 1e3:.1f} ms), naive "
+           f"{statistics.median(peer_times['naive'][-rounds:]) * 1e3:.1f} ms; ours is {speed['torchmetrics']:.2f}x "
+           f"torchmetrics ({speed['torchmetrics_validated']:.2f}x validated), {speed['naive']:.1f}x naive; "
+           f"mIoU {miou:.6f} = torchmetrics {tm_miou:.6f}",
+           ours_ms=statistics.median(ours_times) * 1e3,
+           speedup_vs_torchmetrics=speed["torchmetrics"],
+           speedup_vs_torchmetrics_validated=speed["torchmetrics_validated"],
+           speedup_vs_naive=speed["naive"], miou=miou, torchmetrics_miou=tm_miou,
+           target_met=speed["torchmetrics"] >= 1.0)
+
+
+# --- 4. STRIP: defended inference vs N plain inferences --------------------------------------
+
+def test_strip_vs_plain_inference(benchmark, report, make_unet, data: Split, cpu):
+    """``strip`` predict_scored on 16 images with n=32 vs 32 x logits_of on the 16 images
+    (the work STRIP cannot avoid). Target >= 0.85."""
+    n, batch = 32, 16
+    model = make_unet()
+    defense = Defense.registry.get("strip").create({"n": n})
+    budget = CleanBudget(data.images[:64], data.masks[:64], synthetic.CLASS_NAMES, cpu, BATCH)
+    defense.setup(model, budget)  # the overlay pool; the threshold is irrelevant to speed
+    predictor = DetectingPredictor(model, defense, threshold=0.0)
+    images = to_input(data.images[64:64 + batch])
+    blends = 0.5 * images.repeat_interleave(n, dim=0) + 0.5 * images.repeat(n, 1, 1, 1)
+
+    peer_times = {"plain_x_n": [], "one_blend_forward": []}
+
+    def peers():
+        peer_times["plain_x_n"].append(timed(lambda: [logits_of(model, images) for _ in range(n)]))
+        peer_times["one_blend_forward"].append(timed(lambda: logits_of(model, blends)))
+
+    rounds = 4
+    strip = Recorder(lambda: predictor.predict_scored(images))
+    order = Alternating(peers)
+    benchmark.pedantic(strip, setup=order.setup, teardown=order.teardown, rounds=rounds, warmup_rounds=1)
+
+    strip_times = strip.last(rounds)
+    ratio = paired_ratio(peer_times["plain_x_n"][-rounds:], strip_times)
+    floor_ratio = paired_ratio(peer_times["one_blend_forward"][-rounds:], strip_times)
+    strip_ips = batch / statistics.median(strip_times)
+    report(f"strip: {strip_ips:.1f} defended img/s (n={n}); {ratio:.2f}x the speed of {n} x plain "
+           f"inference (target >= 0.85), {floor_ratio:.2f}x one forward of the {batch * n} blends",
+           strip_images_per_s=strip_ips, ratio_vs_n_plain=ratio, ratio_vs_blend_forward=floor_ratio,
+           target=0.85, target_met=ratio >= 0.85)
+    assert ratio >= 0.5, f"STRIP is grossly slower than {n} plain inferences ({ratio:.2f}x)"
+
+
+# --- 5. grid reuse: one more defense on a cached attacked model ------------------------------
+
+def test_grid_reuse(benchmark, report, tmp_path: Path):
+    """``runner.run`` of a tiny cell (trains clean + attacked models) vs a second cell with
+    another defense (``median``) that reuses both models from the artifact cache."""
+    dataset = DatasetConfig(train_size=128, test_size=32)
+    base = dict(dataset=dataset, train=TrainConfig(epochs=1), device="cpu", workdir=str(tmp_path))
+    trained_before = runner.counters.trained
+    first_s = timed(lambda: runner.run(runner.RunSpec(defense="none", **base)))
+    assert runner.counters.trained - trained_before == 2, "the first run should train two models"
+    sidecars = [runner.read_json(p) for p in (tmp_path / "models").glob("*.json")]
+    train_s = sum(s["train_seconds"] for s in sidecars)
+
+    def forget_results() -> None:  # a finished cell is never recomputed: make it unfinished
+        shutil.rmtree(tmp_path / "results", ignore_errors=True)
+
+    rounds = 2
+    add = Recorder(lambda: runner.run(runner.RunSpec(defense="median", **base)))
+    trained_before = runner.counters.trained
+    result = benchmark.pedantic(add, setup=forget_results, rounds=rounds, warmup_rounds=1)
+    assert runner.counters.trained == trained_before, "adding a defense retrained a model"
+    add_s = statistics.median(add.last(rounds))
+
+    # extrapolation to the default cell (2000 train x 8 epochs, 300 test images): training grows
+    # with train_size x epochs, evaluation with test_size
+    default_ratio = (add_s * 300 / 32) / (train_s * (2000 * 8) / 128)
+    # the rest of a reused cell: loading both models and re-evaluating them (baseline, before)
+    own_s = result["defense_seconds"] + result["eval_seconds"]
+    report(f"grid reuse: first cell {first_s:.1f} s (training {train_s:.1f} s), adding a defense "
+           f"{add_s:.2f} s = {add_s / first_s:.2f}x the first cell, {add_s / train_s:.2f}x its training "
+           f"(the defense's own fit + evaluation {own_s:.2f} s, the rest reloads and re-evaluates the "
+           f"cached models); extrapolated to the default config ~{default_ratio:.3f}x",
+           first_cell_s=first_s, training_s=train_s, add_defense_s=add_s,
+           ratio_vs_first_cell=add_s / first_s, ratio_vs_training=add_s / train_s,
+           extrapolated_default_ratio=default_ratio, defense_s=result["defense_seconds"],
+           defense_own_fraction=own_s / add_s,
+           eval_s=result["eval_seconds"])
+    assert add_s < first_s, "adding a defense to a cached model should cost less than training"
+
+
+# --- 6. scaling with image size and batch size ------------------------------------------------
+
+def test_scaling(benchmark, report, make_unet, cpu):
+    """Training-step and inference time at 64/128/256 px (batch 8) and batch 8/16/32 (64 px),
+    per pixel relative to 64x64 batch 8, so a full-size run can be predicted."""
+    model = make_unet()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    generator = torch.Generator().manual_seed(0)
+    configs = [(8, 64), (8, 128), (8, 256), (16, 64), (32, 64)]  # (batch, size)
+    tensors = {}
+    for batch, size in configs:
+        x = torch.rand(batch, 3, size, size, generator=generator).contiguous(memory_format=torch.channels_last)
+        tensors[batch, size] = (x, torch.randint(0, NUM_CLASSES, (batch, size, size), generator=generator))
+
+    def step(batch: int, size: int):
+        model.train()
+        return train_step(model, optimizer, *tensors[batch, size], cpu)
+
+    def infer(batch: int, size: int):
+        return logits_of(model, tensors[batch, size][0])
+
+    reps = 3
+    seconds = {}
+    for kind, fn in (("train", step), ("infer", infer)):
+        for config in configs:
+            fn(*config)  # warm
+            seconds[kind, config] = min(timed(lambda: fn(*config)) for _ in range(reps))
+
+    reference = Recorder(lambda: step(8, 64))
+    benchmark.pedantic(reference, rounds=5, warmup_rounds=1)
+
+    lines, per_pixel = [], {}
+    for kind in ("train", "infer"):
+        ref = seconds[kind, (8, 64)] / (8 * 64 * 64)
+        parts = []
+        for batch, size in configs:
+            s = seconds[kind, (batch, size)]
+            rel = s / (batch * size * size) / ref
+            per_pixel[kind, batch, size] = rel
+            parts.append(f"b{batch}@{size}: {s * 1e3:.0f} ms ({rel:.2f})")
+            benchmark.extra_info[f"{kind}_b{batch}_s{size}_ms"] = round(s * 1e3, 3)
+            benchmark.extra_info[f"{kind}_b{batch}_s{size}_per_pixel_rel"] = round(rel, 4)
+        lines.append(f"{kind}: " + ", ".join(parts))
+    worst = max(per_pixel["train", 8, 256], per_pixel["infer", 8, 256])
+    report("scaling (time, per-pixel time relative to b8@64):\n  " + "\n  ".join(lines),
+           per_pixel_256_vs_64_train=per_pixel["train", 8, 256],
+           per_pixel_256_vs_64_infer=per_pixel["infer", 8, 256],
+           target=2.0, target_met=worst <= 2.0)
+    assert worst <= 2.5, f"time per pixel at 256 px is {worst:.1f}x that at 64 px: not linear in pixels"
