@@ -51,6 +51,7 @@ def add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--epochs", type=int, help="training epochs (default 8)")
     run.add_argument("--batch-size", type=int, help="training batch size (default 32)")
     run.add_argument("--lr", type=float, help="peak learning rate of AdamW's one-cycle schedule (default 5e-3)")
+    run.add_argument("--init-weights", metavar="FILE", help="start training from a local .safetensors (or weights-only .pt) file")
     run.add_argument("--clean-fraction", type=float, help="defender's clean budget, fraction of the training split (default 0.05)")
     run.add_argument("--seed", help="seed(s) (default 0)")
     run.add_argument("--device", help="auto (default: CUDA when present), cpu or cuda")
@@ -88,7 +89,7 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
     settings: dict[str, Any] = read_config(args.config) if args.config else {}
     for key in ("attack", "defense", "model", "dataset", "data_root", "image_size", "train_size",
                 "test_size", "poison_rate", "epochs", "batch_size", "lr", "clean_fraction", "seed",
-                "device", "workdir", "results"):
+                "device", "workdir", "results", "init_weights"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value

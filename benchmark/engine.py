@@ -95,8 +95,7 @@ def train(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, config: T
     n = images.shape[0]
     steps_per_epoch = math.ceil(n / config.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.2)
+    schedule = one_cycle(optimizer, config.lr, config.epochs * steps_per_epoch)
     shuffle = torch.Generator().manual_seed(seed)
     model.train()
     loss_value = math.nan
@@ -122,6 +121,14 @@ def train(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, config: T
     log.info("%s: %d epochs in %.1fs (%.0f images/s), final loss %.3f",
              desc, config.epochs, seconds, config.epochs * n / seconds, loss_value)
     return TrainStats(seconds, config.epochs * n / seconds, loss_value)
+
+
+def one_cycle(optimizer: torch.optim.Optimizer, lr: float, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Warm up over the first 20% of steps, then anneal: converges in a few epochs. Very short
+    runs (a handful of steps, e.g. smoke tests) keep a constant rate, which OneCycleLR cannot do."""
+    if total_steps < 10:
+        return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=0.2)
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor,

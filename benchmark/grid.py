@@ -76,7 +76,7 @@ def read_config(path: str) -> dict[str, Any]:
 
 CONFIG_KEYS = {
     "model", "attack", "defense", "poison_rate", "seed", "dataset", "data_root", "image_size",
-    "train_size", "test_size", "epochs", "batch_size", "lr", "clean_fraction", "device", "workdir", "results",
+    "train_size", "test_size", "epochs", "batch_size", "lr", "clean_fraction", "device", "workdir", "results", "init_weights",
     "attack_params", "defense_params", "plugins",
 }
 
@@ -98,7 +98,7 @@ def build_grid(settings: dict[str, Any]) -> Grid:
     base = RunSpec(dataset=dataset, train=train,
                    clean_fraction=float(settings.get("clean_fraction", 0.05)),
                    device=settings.get("device", "auto"), workdir=settings.get("workdir", "runs"),
-                   results_dir=settings.get("results"))
+                   results_dir=settings.get("results"), init_weights=settings.get("init_weights"))
     attacks = split_names(settings.get("attack", "fine_grained"), Attack.registry.names(), "attack")
     defenses = split_names(settings.get("defense", "none"), Defense.registry.names(), "defense")
     model_names = split_names(settings.get("model", "unet"), models.registry.names(), "model")

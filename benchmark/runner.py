@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import logging
 import math
 import platform
@@ -53,6 +54,8 @@ class RunSpec:
     seed: int = 0
     device: str = "auto"
     workdir: str = "runs"
+    init_weights: str | None = None
+    """A local safetensors (or weights-only torch) file the model starts from, e.g. a pretrained encoder."""
     results_dir: str | None = None
     """Where finished cells' JSON files go; default ``WORKDIR/results``."""
     eval_batch_size: int = 64
@@ -101,7 +104,7 @@ def make_defense(spec: RunSpec) -> Defense:
 
 def model_description(spec: RunSpec, attack: Attack | None) -> dict:
     """Everything that determines a trained model; its hash is the artifact key."""
-    return {
+    description = {
         "version": ARTIFACT_VERSION,
         "dataset": dataclasses.asdict(spec.dataset),
         "model": spec.model,
@@ -109,6 +112,9 @@ def model_description(spec: RunSpec, attack: Attack | None) -> dict:
         "train": dataclasses.asdict(spec.train),
         "seed": spec.seed,
     }
+    if spec.init_weights is not None:
+        description["init_weights"] = file_digest(spec.init_weights)
+    return description
 
 
 def trained_model(spec: RunSpec, data: SegmentationDataset, attack: Attack | None,
@@ -119,7 +125,7 @@ def trained_model(spec: RunSpec, data: SegmentationDataset, attack: Attack | Non
     path = Path(spec.workdir) / "models" / f"{key}.safetensors"
     label = f"{spec.model}/{attack.name if attack else 'clean'}/seed{spec.seed}"
     seed_everything(spec.seed)
-    model = models.build(spec.model, data.num_classes)
+    model = models.build(spec.model, data.num_classes, weights=spec.init_weights)
     with file_lock(path.with_suffix(".lock")):
         sidecar = load_model(path, model)
         if sidecar is not None:
@@ -276,6 +282,14 @@ def package_versions() -> dict[str, str]:
     import timm
 
     return {"torch": torch.__version__, "timm": timm.__version__, "smp": segmentation_models_pytorch.__version__}
+
+
+def file_digest(path: str) -> str:
+    """Content hash of a weights file, so an artifact key changes when the file does."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    except OSError as error:
+        raise BenchmarkError(f"weights file {path!r} cannot be read: {error.strerror}") from None
 
 
 def json_safe(value: Any) -> Any:

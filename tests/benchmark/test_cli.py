@@ -75,11 +75,25 @@ def test_config_file_and_flags(capsys, tmp_path):
     (["--attack-param", "trigger_size=big"], "expected int"),
     (["--dataset", "cityscapes"], "needs --data-root"),
     (["--clean-fraction", "1.5"], "clean-fraction"),
+    (["--init-weights", "missing.safetensors"], "weights file 'missing.safetensors' cannot be read"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, args, message):
     assert main(["run", *TINY, "--workdir", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and message in err[-1]
+
+
+def test_training_starts_from_local_weights(capsys, tmp_path):
+    from safetensors.torch import save_file
+
+    import models
+
+    weights = tmp_path / "init.safetensors"
+    save_file({k: v.contiguous() for k, v in models.build("pspnet", 8).state_dict().items()}, str(weights))
+    (plain,) = run_json(capsys, "--model", "pspnet", "--workdir", str(tmp_path))
+    (started,) = run_json(capsys, "--model", "pspnet", "--init-weights", str(weights), "--workdir", str(tmp_path))
+    assert started["artifact"] != plain["artifact"]
+    assert len(list((tmp_path / "models").glob("*.safetensors"))) == 4
 
 
 def test_list_shows_every_kind(capsys):
