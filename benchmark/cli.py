@@ -75,7 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
     board = commands.add_parser("leaderboard", help="render the Markdown leaderboard from result files")
     board.add_argument("--results", default="runs/results", metavar="DIR", help="folder of result JSON files (default runs/results)")
     board.add_argument("--output", metavar="FILE", help="write the Markdown here (default: stdout)")
-    board.add_argument("--figures", action="store_true", help="link figures found beside the results")
     export = commands.add_parser("export", help="export result files to CSV")
     export.add_argument("--results", default="runs/results", metavar="DIR", help="folder of result JSON files (default runs/results)")
     export.add_argument("--output", metavar="FILE.csv", help="write the CSV here (default: stdout)")
@@ -188,7 +187,7 @@ def command_leaderboard(args: argparse.Namespace) -> int:
     from leaderboard import render_leaderboard
     from benchmark.store import atomic_write_text
 
-    text = render_leaderboard(args.results, figures=args.figures)
+    text = render_leaderboard(args.results)
     if args.output:
         atomic_write_text(Path(args.output), text)
         log.info("wrote %s", args.output)

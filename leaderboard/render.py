@@ -5,11 +5,12 @@ always rendered from them, never edited by hand. Rendering is deterministic: the
 files give the same bytes (no timestamps, every collection sorted), so LEADERBOARD.md diffs
 only when numbers change.
 
-Figures convention (``figures=True``): the Markdown is meant to live in the parent of the
+Figures convention: the Markdown is meant to live in the parent of the
 results folder (``leaderboard/LEADERBOARD.md`` beside ``leaderboard/results/``), and figures
 in ``<parent>/figures/``: ``<cell>.png`` per cell (``cell`` key of a result, as written by
 ``benchmark.figures.cell_figure``) and ``asr_vs_poison_rate.png``. Only files that exist are
-linked, by paths relative to that parent (``figures/<cell>.png``).
+linked, by paths relative to that parent (``figures/<cell>.png``); the figure column appears
+when any cell has one.
 """
 
 from __future__ import annotations
@@ -101,10 +102,12 @@ def load_results(results_dir: str | Path) -> list[dict]:
                                           r["seed"], r["cell"]))
 
 
-def render_leaderboard(results_dir: str | Path, figures: bool = False) -> str:
-    """The Markdown leaderboard of every result in ``results_dir`` (figure convention: module doc)."""
+def render_leaderboard(results_dir: str | Path) -> str:
+    """The Markdown leaderboard of every result in ``results_dir``, linking the figures that
+    exist (convention: module doc), so the same files always render the same bytes."""
     results = load_results(results_dir)
     figure_dir = Path(results_dir).parent / "figures"
+    figures = any((figure_dir / f"{r['cell']}.png").is_file() for r in results)
     attack_label = variant_labeller(results, "attack", "attack_params")
     defense_label = variant_labeller(results, "defense", "defense_params")
     rows = group_rows(results, attack_label, defense_label)
@@ -119,7 +122,7 @@ def render_leaderboard(results_dir: str | Path, figures: bool = False) -> str:
         "## Metrics",
         METRICS,
     ]
-    if figures and (figure_dir / "asr_vs_poison_rate.png").is_file():
+    if (figure_dir / "asr_vs_poison_rate.png").is_file():
         parts.append("![ASR against poison rate](figures/asr_vs_poison_rate.png)")
     for dataset in sorted({row.dataset for row in rows}):
         parts += [f"## {dataset}", row_table([row for row in rows if row.dataset == dataset],

@@ -98,9 +98,11 @@ def test_figure_links_only_for_existing_files(results_dir: Path) -> None:
     figures.mkdir()
     (figures / "c3.png").write_bytes(b"png")
     (figures / "asr_vs_poison_rate.png").write_bytes(b"png")
-    text = render_leaderboard(results_dir, figures=True)
+    text = render_leaderboard(results_dir)
     assert "[seed 0](figures/c3.png)" in text and "figures/c1.png" not in text
     assert "![ASR against poison rate](figures/asr_vs_poison_rate.png)" in text
+    for png in figures.iterdir():
+        png.unlink()
     assert "figures/" not in render_leaderboard(results_dir)
 
 
