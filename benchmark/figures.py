@@ -44,6 +44,9 @@ def cell_figure(spec: runner.RunSpec, result: dict) -> Path:
     the attacked model's prediction on it, the triggered image, the attacked model's
     prediction on that, and the defended predictor's prediction on the triggered image.
     """
+    path = runner.figures_folder(spec) / f"{result['cell']}.png"
+    if path.is_file():  # a finished cell's figure is never redrawn
+        return path
     device = resolve_device(spec.device)
     data = runner.load_dataset(spec.dataset)
     attack = runner.make_attack(spec, data)
@@ -83,7 +86,6 @@ def cell_figure(spec: runner.RunSpec, result: dict) -> Path:
     handles = [Patch(color=PALETTE[c % len(PALETTE)], label=data.class_names[c]) for c in sorted(shown_classes)]
     figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8) or 1, fontsize=8, frameon=False)
     figure.tight_layout(rect=(0, 0.1, 1, 0.95))
-    path = runner.figures_folder(spec) / f"{result['cell']}.png"
     save(figure, path)
     return path
 

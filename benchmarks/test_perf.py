@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import pytest
 import torch
 import torch.nn.functional as F
 
