@@ -135,7 +135,9 @@ def render_leaderboard(results_dir: str | Path) -> str:
         "Means over every attacked model (each trained model counted once, whatever the defenses).",
         attack_summary(results, attack_label),
         "## Costs",
-        "Mean wall seconds: training per attacked model, and fitting per defense cell.",
+        "Mean wall seconds: training per attacked model; per defense cell, fitting the defense and "
+        "evaluating the defended predictor on the clean and the triggered test set (`none` reuses the "
+        "undefended evaluation).",
         cost_tables(results, defense_label),
     ]
     return "\n\n".join(parts) + "\n"
@@ -243,10 +245,11 @@ def attack_summary(results: list[dict], attack_label: Callable[[dict], str]) -> 
 def cost_tables(results: list[dict], defense_label: Callable[[dict], str]) -> str:
     training = [[name, seconds(mean(r.get("train_seconds") for r in group)), str(len(group))]
                 for name, group in grouped(trained_models(results), lambda r: r["model"]).items()]
-    defenses = [[name, seconds(mean(r.get("defense_seconds") for r in group)), str(len(group))]
+    defenses = [[name, seconds(mean(r.get("defense_seconds") for r in group)),
+                 seconds(mean(r.get("eval_seconds") for r in group)), str(len(group))]
                 for name, group in grouped(results, defense_label).items()]
     return "\n\n".join([markdown_table(training, ["model", "mean train s", "trained models"]),
-                        markdown_table(defenses, ["defense", "mean defense s", "cells"])])
+                        markdown_table(defenses, ["defense", "mean fit s", "mean defended evaluation s", "cells"])])
 
 
 def configuration(results: list[dict]) -> str:
