@@ -48,7 +48,7 @@ def add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--train-size", type=int, help="training images (synthetic: generated, default 2000; disk: at most)")
     run.add_argument("--test-size", type=int, help="test images (synthetic: generated, default 300; disk: at most)")
     run.add_argument("--poison-rate", help="fraction of the training set poisoned (default 0.1); a list makes a grid")
-    run.add_argument("--epochs", type=int, help="training epochs (default 8)")
+    run.add_argument("--epochs", type=int, help="training epochs (default 7)")
     run.add_argument("--batch-size", type=int, help="training batch size (default 32)")
     run.add_argument("--lr", type=float, help="peak learning rate of AdamW's one-cycle schedule (default 5e-3)")
     run.add_argument("--init-weights", metavar="FILE", help="start training from a local .safetensors (or weights-only .pt) file")
