@@ -132,3 +132,10 @@ def test_killed_grid_resumes_without_redoing_finished_work(tmp_path):
     assert all((results / name).read_text() == text for name, text in finished.items())
     trained_again = len(set((tmp_path / "models").glob("*.safetensors")) - models_before)
     assert f"trained {trained_again} model(s)" in resumed.stderr and trained_again <= 1
+
+
+def test_poisoning_plants_a_backdoor_the_clean_model_lacks(capsys, tmp_path):
+    """End to end, the numbers come from the models: a small run already shows the backdoor."""
+    (result,) = run_json(capsys, "--attack", "image_level", "--train-size", "256", "--epochs", "4",
+                         "--poison-rate", "0.2", "--workdir", str(tmp_path))
+    assert result["asr"] > 0.8 and result["baseline_asr"] < 0.3
