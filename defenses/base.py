@@ -48,11 +48,15 @@ class CleanBudget:
         return self.images.shape[0]
 
     def batches(self, batch_size: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """``(float images, masks)`` batches on the device, in order."""
+        """``(float images, masks)`` batches on the device, in order. A trailing single image
+        joins the batch before it: BatchNorm after global pooling (PSPNet, DeepLab) cannot train
+        on one image, so fine-tuning defenses may loop over these batches in train mode."""
         size = batch_size or self.batch_size
-        for start in range(0, len(self), size):
-            yield (to_input(self.images[start:start + size].to(self.device)),
-                   self.masks[start:start + size].to(self.device))
+        starts = list(range(0, len(self), size))
+        if len(starts) > 1 and len(self) - starts[-1] == 1:
+            starts.pop()
+        for start, end in zip(starts, starts[1:] + [len(self)]):
+            yield (to_input(self.images[start:end].to(self.device)), self.masks[start:end].to(self.device))
 
     def float_images(self) -> torch.Tensor:
         return to_input(self.images.to(self.device))

@@ -58,3 +58,9 @@ def test_budget_is_clean_training_data_and_test_data_arrives_unlabelled(tmp_path
     # at test time the defense gets image batches only: no masks, no attack, no split
     assert SEEN["predict"] and all(isinstance(x, torch.Tensor) and x.ndim == 4 and x.is_floating_point()
                                    for x in SEEN["predict"])
+
+
+def test_budget_batches_never_end_with_a_single_image(make_budget):
+    sizes = [len(images) for images, _ in make_budget(n=9, size=8, batch_size=4).batches()]
+    assert sizes == [4, 5]
+    assert [len(m) for _, m in make_budget(n=8, size=8, batch_size=4).batches()] == [4, 4]
