@@ -284,8 +284,10 @@ def package_versions() -> dict[str, str]:
     return {"torch": torch.__version__, "timm": timm.__version__, "smp": segmentation_models_pytorch.__version__}
 
 
+@functools.lru_cache(maxsize=8)
 def file_digest(path: str) -> str:
-    """Content hash of a weights file, so an artifact key changes when the file does."""
+    """Content hash of a weights file, so an artifact key changes when the file does (read
+    once per process: every key of a cell is derived from it)."""
     try:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
     except OSError as error:

@@ -103,13 +103,11 @@ _ADE20K_LUT = _lookup_table({k: k - 1 for k in range(1, len(ADE20K_CLASSES) + 1)
 
 
 def _root(config: DatasetConfig) -> Path:
-    """The dataset folder; these datasets cannot be built without one."""
+    """The dataset folder; these datasets cannot be built without one (``datasets.build``
+    has already checked that a given folder exists)."""
     if config.root is None:
         raise BenchmarkError(f"dataset {config.name!r} needs --data-root DIR")
-    root = Path(config.root)
-    if not root.is_dir():
-        raise BenchmarkError(f"dataset folder {config.root!r} does not exist")
-    return root
+    return Path(config.root)
 
 
 def _pair_up(
