@@ -221,8 +221,8 @@ def run(spec: RunSpec) -> dict:
     start = time.perf_counter()
     predictor = defense.fit(attacked_model, budget)
     defense_seconds = time.perf_counter() - start
-    if defense.name == "none":
-        after = before
+    if isinstance(predictor, ModelPredictor) and predictor.model is attacked_model:
+        after = before  # the defense left the model as it was: its evaluation is the undefended one
     else:
         after = evaluate(predictor, data.test, attack, data.num_classes, device, spec.eval_batch_size,
                          desc=f"evaluate {defense.name}")
