@@ -21,14 +21,19 @@ class SpyDefense(ModelRepairDefense):
 
     def repair(self, model: nn.Module, budget: CleanBudget) -> nn.Module:
         SEEN["fit"].append(budget)
-        original = model.forward
+        return Recording(model)
 
-        def forward(images: torch.Tensor) -> torch.Tensor:
-            SEEN["predict"].append(images)
-            return original(images)
 
-        model.forward = forward
-        return model
+class Recording(nn.Module):
+    """Wraps the model so that every input the defended predictor receives is recorded."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        SEEN["predict"].append(images)
+        return self.model(images)
 
 
 def test_fit_takes_only_the_model_and_the_budget():
