@@ -42,8 +42,8 @@ class Attack(Plugin):
     class_names: tuple[str, ...] = Plugin.context(())
 
     def __post_init__(self) -> None:
-        if not 0 <= self.poison_rate <= 1:
-            raise ValueError(f"poison_rate must be in [0, 1], got {self.poison_rate}")
+        if not 0 < self.poison_rate <= 1:  # no poison is the clean baseline, already in every cell
+            raise ValueError(f"poison_rate must be in (0, 1], got {self.poison_rate}")
         if self.trigger_size < 1:
             raise ValueError(f"trigger_size must be >= 1, got {self.trigger_size}")
         if not 0 < self.trigger_alpha <= 1:
@@ -63,7 +63,8 @@ class Attack(Plugin):
                 raise ValueError(f"class index {index} out of range 0..{len(self.class_names) - 1}")
             return index
         if name not in self.class_names:
-            raise ValueError(f"unknown class {name!r}; classes: {', '.join(self.class_names)}")
+            raise ValueError(f"unknown class {name!r}; classes: {', '.join(self.class_names)} "
+                             f"(choose with --attack-param, e.g. target=NAME)")
         return self.class_names.index(name)
 
     def params(self) -> dict:

@@ -1,7 +1,8 @@
 """``python -m benchmark {run,list,leaderboard,export}``.
 
 Logs and progress bars go to stderr; results (a table, or ``--json`` lines) to stdout. Any
-user error is one line on stderr and exit status 2; an interrupted run is resumed by running
+failure is one line on stderr, never a traceback (``--debug`` prints it): exit status 2 for bad
+input, 1 for a file system error or an internal error. An interrupted run is resumed by running
 the same command again.
 """
 
@@ -11,8 +12,10 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -45,6 +48,12 @@ def add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--dataset", help="dataset name (default synthetic)")
     run.add_argument("--data-root", metavar="DIR", help="folder of a dataset read from disk")
     run.add_argument("--image-size", type=int, help="image side in pixels (default 64)")
+    run.add_argument("--resize", choices=("stretch", "crop"),
+                     help="how images from disk become square: stretch (default) or crop (scale the shorter side, keep the centre)")
+    run.add_argument("--loading", choices=("auto", "memory", "stream"),
+                     help="hold splits in memory, or stream them from a memory-mapped cache with a DataLoader "
+                          "(default auto: stream when the decoded set exceeds half the free memory)")
+    run.add_argument("--workers", type=int, help="DataLoader worker processes for decoding and streaming (default min(4, CPUs))")
     run.add_argument("--train-size", type=int, help="training images (synthetic: generated, default 2000; disk: at most)")
     run.add_argument("--test-size", type=int, help="test images (synthetic: generated, default 300; disk: at most)")
     run.add_argument("--poison-rate", help="fraction of the training set poisoned (default 0.1); a list makes a grid")
@@ -64,10 +73,18 @@ def add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--figures", action="store_true", help="also write PNG figures of each cell under WORKDIR/figures")
 
 
+def add_common_flags(parser: argparse.ArgumentParser, default: Any) -> None:
+    """Flags taken before or after the command; a subcommand's default is ``SUPPRESS`` so that
+    it does not overwrite a flag given before the command."""
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default, help="warnings and errors only")
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="on failure, print the traceback too")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    add_common_flags(parser, False)
     commands = parser.add_subparsers(dest="command", required=True)
     add_run_parser(commands)
     listing = commands.add_parser("list", help="list attacks, defenses, models and datasets with their parameters")
@@ -78,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="export result files to CSV")
     export.add_argument("--results", default="runs/results", metavar="DIR", help="folder of result JSON files (default runs/results)")
     export.add_argument("--output", metavar="FILE.csv", help="write the CSV here (default: stdout)")
+    for command in commands.choices.values():
+        add_common_flags(command, argparse.SUPPRESS)
     return parser
 
 
@@ -86,7 +105,7 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
     from benchmark.grid import read_config
 
     settings: dict[str, Any] = read_config(args.config) if args.config else {}
-    for key in ("attack", "defense", "model", "dataset", "data_root", "image_size", "train_size",
+    for key in ("attack", "defense", "model", "dataset", "data_root", "image_size", "resize", "loading", "workers", "train_size",
                 "test_size", "poison_rate", "epochs", "batch_size", "lr", "clean_fraction", "seed",
                 "device", "workdir", "results", "init_weights"):
         value = getattr(args, key)
@@ -206,15 +225,37 @@ def command_export(args: argparse.Namespace) -> int:
 COMMANDS = {"run": command_run, "list": command_list, "leaderboard": command_leaderboard, "export": command_export}
 
 
+def failure(error: Exception) -> tuple[str, int]:
+    """The one-line message and exit status for an exception that ends a command."""
+    if isinstance(error, BenchmarkError):
+        return str(error), 2
+    if isinstance(error, OSError) and error.strerror:  # the file system's answer, not a bug
+        if isinstance(error, FileExistsError) and error.filename and Path(error.filename).is_file():
+            return f"{str(error.filename)!r} is a file where a folder is needed", 1
+        where = f": {str(error.filename)!r}" if error.filename is not None else ""
+        return f"{error.strerror}{where}", 1
+    return f"internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)", 1
+
+
+def one_line(text: str) -> str:
+    """A message that spans lines (e.g. a wrapped library error) joined into one."""
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="[%(name)s] %(message)s", stream=sys.stderr)
+    # cuBLAS is deterministic only with a fixed workspace, which must be set before CUDA starts
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     try:
         return COMMANDS[args.command](args)
-    except BenchmarkError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume where it stopped", file=sys.stderr)
         return 130
+    except Exception as error:
+        if args.debug:
+            traceback.print_exc(file=sys.stderr)
+        message, status = failure(error)
+        print(f"error: {one_line(message)}", file=sys.stderr)
+        return status

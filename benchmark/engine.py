@@ -1,8 +1,10 @@
 """Training and inference on tensors: the harness's only contact with the model's arithmetic.
 
 Data stays as uint8 tensors on the device; a step gathers a batch by index, converts it to
-float and runs forward/backward. There are no data-loader workers, no per-sample Python and
-no host syncs inside an epoch (the loss is checked for NaN once per epoch).
+float and runs forward/backward, with no per-sample Python and no host syncs inside an epoch
+(the loss is checked for NaN once per epoch). A split too large for memory is *streamed*
+instead: it stays on the host (memory-mapped) and a DataLoader with worker processes and
+pinned memory gathers the same batches in the same order, so both give identical numbers.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from benchmark.datasets import IGNORE_INDEX
@@ -88,13 +92,23 @@ def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
     return (images_uint8.float() / 255.0).contiguous(memory_format=torch.channels_last)
 
 
+BatchTransform = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""``(uint8 images, int64 masks, index) -> (images, masks)`` on the device, per training batch."""
+
+
 def train(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, config: TrainConfig,
-          device: torch.device, seed: int, desc: str = "train") -> TrainStats:
-    """Train ``model`` in place on uint8 ``images`` and int64 ``masks`` (any device)."""
+          device: torch.device, seed: int, desc: str = "train", transform: BatchTransform | None = None,
+          stream: bool = False, workers: int = 0) -> TrainStats:
+    """Train ``model`` in place on uint8 ``images`` and integer ``masks``.
+
+    ``transform`` rewrites each batch on the device (the runner swaps in poisoned rows there).
+    ``stream`` keeps the data on the host and reads batches with ``workers`` processes.
+    """
     model = prepare_model(model, device)
-    images, masks = images.to(device), masks.to(device)
+    if not stream:
+        images, masks = images.to(device), masks.to(device)
     n = images.shape[0]
-    steps_per_epoch = math.ceil(n / config.batch_size)
+    steps_per_epoch = len(batch_indices(torch.arange(n), config.batch_size))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = one_cycle(optimizer, config.lr, config.epochs * steps_per_epoch)
     shuffle = torch.Generator().manual_seed(seed)
@@ -104,11 +118,17 @@ def train(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, config: T
     with tqdm(total=config.epochs * steps_per_epoch, desc=desc, unit="step", leave=False,
               disable=None) as bar:
         for epoch in range(config.epochs):
-            order = torch.randperm(n, generator=shuffle).to(device)
+            order = torch.randperm(n, generator=shuffle)
+            if stream:
+                batches = streamed_batches(images, masks, batch_indices(order, config.batch_size), device, workers)
+            else:
+                batches = device_batches(images, masks, batch_indices(order.to(device), config.batch_size))
             loss_sum = torch.zeros((), device=device)
-            for step in range(steps_per_epoch):
-                index = order[step * config.batch_size:(step + 1) * config.batch_size]
-                loss = train_step(model, optimizer, to_input(images[index]), masks[index], device)
+            for batch_images, batch_masks, index in batches:
+                batch_masks = batch_masks.long()
+                if transform is not None:
+                    batch_images, batch_masks = transform(batch_images, batch_masks, index)
+                loss = train_step(model, optimizer, to_input(batch_images), batch_masks, device)
                 schedule.step()
                 loss_sum += loss.detach()
                 bar.update()
@@ -122,6 +142,48 @@ def train(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, config: T
     log.info("%s: %d epochs in %.1fs (%.0f images/s), final loss %.3f",
              desc, config.epochs, seconds, config.epochs * n / seconds, loss_value)
     return TrainStats(seconds, config.epochs * n / seconds, loss_value)
+
+
+Batches = Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def batch_indices(order: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, ...]:
+    """``order`` cut into batches; a trailing single image joins the batch before it, since
+    BatchNorm layers after global pooling cannot train on one image."""
+    batches = order.split(batch_size)
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches = (*batches[:-2], torch.cat(batches[-2:]))
+    return batches
+
+
+def device_batches(images: torch.Tensor, masks: torch.Tensor, index_batches: tuple[torch.Tensor, ...]) -> Batches:
+    """Batches gathered by index from tensors already on the device."""
+    for index in index_batches:
+        yield images[index], masks[index], index
+
+
+class _Gather(Dataset):
+    """Item ``i`` of the sampler is a whole batch of indices, gathered in a worker process."""
+
+    def __init__(self, images: torch.Tensor, masks: torch.Tensor) -> None:
+        self.images, self.masks = images, masks
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.images[index], self.masks[index], index
+
+
+def streamed_batches(images: torch.Tensor, masks: torch.Tensor, index_batches: tuple[torch.Tensor, ...],
+                     device: torch.device, workers: int) -> Batches:
+    """The same batches read from host (usually memory-mapped) tensors by ``workers``
+    processes, pinned when the device is a GPU, so reading overlaps the training steps."""
+    loader = DataLoader(_Gather(images, masks), sampler=index_batches, batch_size=None, num_workers=workers,
+                        pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None)
+    for batch_images, batch_masks, index in loader:
+        yield (batch_images.to(device, non_blocking=True), batch_masks.to(device, non_blocking=True),
+               index.to(device, non_blocking=True))
 
 
 def one_cycle(optimizer: torch.optim.Optimizer, lr: float, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:

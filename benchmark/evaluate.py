@@ -45,7 +45,7 @@ def evaluate(predictor: Predictor, test: Split, attack: Attack, num_classes: int
     clean_scores, triggered_scores = [], []
     for start in tqdm(range(0, len(test), batch_size), desc=desc, leave=False, disable=None):
         images = to_input(test.images[start:start + batch_size].to(device))
-        masks = test.masks[start:start + batch_size].to(device)
+        masks = test.masks[start:start + batch_size].to(device).long()
 
         labels, rejected, scores = predictor.predict_scored(images)
         clean_pred = labels.masked_fill(rejected.view(-1, 1, 1), rejected_class)

@@ -48,7 +48,7 @@ def cell_figure(spec: runner.RunSpec, result: dict) -> Path:
     if path.is_file():  # a finished cell's figure is never redrawn
         return path
     device = resolve_device(spec.device)
-    data = runner.load_dataset(spec.dataset)
+    data = runner.load_dataset(spec)
     attack = runner.make_attack(spec, data)
     model, _ = runner.trained_model(spec, data, attack, device)
     index = first_attacked_image(data.test, attack)
@@ -65,7 +65,7 @@ def cell_figure(spec: runner.RunSpec, result: dict) -> Path:
     defended_title = f"{result['defense']} on triggered" + (" (rejected)" if bool(rejected[0]) else "")
     panels = [
         ("clean image", rgb(image[0])),
-        ("ground truth", data.test.masks[index]),
+        ("ground truth", data.test.masks[index].long()),
         ("prediction (clean)", clean_pred[0]),
         ("triggered image", rgb(triggered[0])),
         ("prediction (triggered)", triggered_pred[0]),
@@ -132,7 +132,7 @@ def asr_vs_poison_rate(results: list[dict], path: Path) -> Path | None:
 def first_attacked_image(test: Split, attack: Attack) -> int:
     """Index of the first test image whose attack region is non-empty (0 if none has one)."""
     for start in range(0, len(test), CHUNK):
-        has_region = attack.attack_region(test.masks[start:start + CHUNK]).flatten(1).any(dim=1)
+        has_region = attack.attack_region(test.masks[start:start + CHUNK].long()).flatten(1).any(dim=1)
         if has_region.any():
             return start + int(has_region.nonzero()[0])
     log.warning("no test image has a non-empty attack region; drawing the first one")

@@ -75,7 +75,7 @@ def read_config(path: str) -> dict[str, Any]:
 
 
 CONFIG_KEYS = {
-    "model", "attack", "defense", "poison_rate", "seed", "dataset", "data_root", "image_size",
+    "model", "attack", "defense", "poison_rate", "seed", "dataset", "data_root", "image_size", "resize", "loading", "workers",
     "train_size", "test_size", "epochs", "batch_size", "lr", "clean_fraction", "device", "workdir", "results", "init_weights",
     "attack_params", "defense_params", "plugins",
 }
@@ -86,10 +86,13 @@ def build_grid(settings: dict[str, Any]) -> Grid:
     unknown = set(settings) - CONFIG_KEYS
     if unknown:
         raise BenchmarkError(f"unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(CONFIG_KEYS))}")
+    loader = {k: settings[k] for k in ("resize", "loading") if k in settings}
+    if "workers" in settings:
+        loader["workers"] = int(settings["workers"])
     dataset = DatasetConfig(
         name=settings.get("dataset", "synthetic"), root=settings.get("data_root"),
         image_size=int(settings.get("image_size", 64)),
-        train_size=settings.get("train_size"), test_size=settings.get("test_size"))
+        train_size=settings.get("train_size"), test_size=settings.get("test_size"), **loader)
     train_defaults = TrainConfig()
     train = TrainConfig(
         epochs=int(settings.get("epochs", train_defaults.epochs)),

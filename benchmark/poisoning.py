@@ -1,8 +1,14 @@
-"""Building the poisoned training set and the defender's clean budget, batched on the device."""
+"""Building the poisoned training set and the defender's clean budget, batched on the device.
+
+The poisoned set is never a full copy of the training split: the poisoned rows (triggered
+images and relabelled masks, computed once) are swapped into each training batch on the
+device, so a memory-mapped split too large for memory is poisoned as cheaply as a small one.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 
@@ -18,7 +24,7 @@ CHUNK = 256
 def select_poison(attack: Attack, masks: torch.Tensor, seed: int) -> torch.Tensor:
     """Indices of the training images to poison: ``poison_rate`` of the whole set, drawn
     among the images ``attack.eligible`` allows (capped, with a warning, if too few are)."""
-    eligible = torch.cat([attack.eligible(masks[i:i + CHUNK]).cpu() for i in range(0, len(masks), CHUNK)])
+    eligible = torch.cat([attack.eligible(masks[i:i + CHUNK].long()).cpu() for i in range(0, len(masks), CHUNK)])
     candidates = eligible.nonzero().flatten()
     wanted = round(attack.poison_rate * len(masks))
     if wanted > len(candidates):
@@ -29,15 +35,41 @@ def select_poison(attack: Attack, masks: torch.Tensor, seed: int) -> torch.Tenso
     return candidates[order[:wanted]].sort().values
 
 
-def poison_split(attack: Attack, train: Split, indices: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Copies of the training images and masks (on ``device``) with ``indices`` poisoned."""
-    images, masks = train.images.to(device).clone(), train.masks.to(device).clone()
+@dataclass
+class PoisonedRows:
+    """The poisoned rows of a training split; calling it swaps them into a batch (the engine's
+    batch transform), with no host sync: every row is gathered, then kept or not."""
+
+    images: torch.Tensor
+    """``uint8 [P,3,H,W]``: the triggered images, quantised as stored images are."""
+    masks: torch.Tensor
+    """``int64 [P,H,W]``: their poisoned labels."""
+    slot: torch.Tensor
+    """``[N]``: row ``i`` of the split is poisoned row ``slot[i]``, or -1 if clean."""
+
+    def __call__(self, images: torch.Tensor, masks: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        slot = self.slot[index]
+        poisoned, take = slot >= 0, slot.clamp(min=0)
+        images = torch.where(poisoned.view(-1, 1, 1, 1), self.images[take], images)
+        masks = torch.where(poisoned.view(-1, 1, 1), self.masks[take], masks)
+        return images, masks
+
+
+def poison_rows(attack: Attack, train: Split, indices: torch.Tensor, device: torch.device) -> PoisonedRows:
+    """Apply ``attack``'s trigger and label rule to rows ``indices`` of ``train``, on ``device``."""
+    images, masks = [], []
     for start in range(0, len(indices), CHUNK):
-        index = indices[start:start + CHUNK].to(device)
-        triggered = attack.apply_trigger(to_input(images[index])).contiguous()
-        images[index] = (triggered.clamp(0, 1) * 255).round().to(torch.uint8)
-        masks[index] = attack.poison_label(masks[index])
-    return images, masks
+        index = indices[start:start + CHUNK]
+        triggered = attack.apply_trigger(to_input(train.images[index].to(device))).contiguous()
+        images.append((triggered.clamp(0, 1) * 255).round().to(torch.uint8))
+        masks.append(attack.poison_label(train.masks[index].to(device).long()))
+    slot = torch.full((len(train),), -1, dtype=torch.long)
+    slot[indices] = torch.arange(len(indices))
+    height, width = train.images.shape[2:]
+    return PoisonedRows(
+        images=torch.cat(images) if images else torch.empty(0, 3, height, width, dtype=torch.uint8, device=device),
+        masks=torch.cat(masks) if masks else torch.empty(0, height, width, dtype=torch.long, device=device),
+        slot=slot.to(device))
 
 
 def select_budget(num_train: int, poisoned: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import math
 import platform
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from benchmark.datasets import DatasetConfig, SegmentationDataset
 from benchmark.engine import TrainConfig, resolve_device, seed_everything, train
 from benchmark.errors import BenchmarkError
 from benchmark.evaluate import Evaluation, evaluate
-from benchmark.poisoning import poison_split, select_budget, select_poison
+from benchmark.poisoning import poison_rows, select_budget, select_poison
 from benchmark.store import atomic_write_json, content_key, file_lock, load_model, read_json, save_model
 from defenses import CleanBudget, Defense
 from defenses.base import ModelPredictor
@@ -72,8 +73,14 @@ class Counters:
 counters = Counters()
 
 
+def load_dataset(spec: RunSpec) -> SegmentationDataset:
+    """The cell's dataset; files read from disk are decoded once into ``WORKDIR/datasets``."""
+    cache_dir = spec.dataset.cache_dir or str(Path(spec.workdir) / "datasets")
+    return build_dataset(dataclasses.replace(spec.dataset, cache_dir=cache_dir))
+
+
 @functools.lru_cache(maxsize=4)
-def load_dataset(config: DatasetConfig) -> SegmentationDataset:
+def build_dataset(config: DatasetConfig) -> SegmentationDataset:
     start = time.perf_counter()
     data = datasets.build(config)
     log.info("dataset %s: %d train / %d test images of %dx%d, %d classes (%.1fs)", config.name,
@@ -82,15 +89,18 @@ def load_dataset(config: DatasetConfig) -> SegmentationDataset:
 
 
 def make_attack(spec: RunSpec, data: SegmentationDataset) -> Attack:
-    """The attack of ``spec``, checked on a few training images so that a bad parameter fails
-    now with one line, not after the clean model has trained."""
-    params = dict(spec.attack_params)
+    """The attack of ``spec`` (the dataset's suggested parameters, overridden by the user's),
+    checked on a few training images so that a bad parameter fails now with one line, not
+    after the clean model has trained."""
+    attack_class = Attack.registry.get(spec.attack)
+    fields = {f.name for f in attack_class.parameters()}
+    params = {k: v for k, v in data.attack_defaults.items() if k in fields} | spec.attack_params
     if spec.poison_rate is not None:
         if "poison_rate" in params and float(params["poison_rate"]) != spec.poison_rate:
             raise BenchmarkError("poison rate given twice (--poison-rate and --attack-param poison_rate)")
         params["poison_rate"] = spec.poison_rate
-    attack = Attack.registry.get(spec.attack).create(params, class_names=data.class_names)
-    images, masks = data.train.images[:2].float() / 255, data.train.masks[:2]
+    attack = attack_class.create(params, class_names=data.class_names)
+    images, masks = data.train.images[:2].float() / 255, data.train.masks[:2].long()
     try:
         attack.apply_trigger(images), attack.poison_label(masks), attack.attack_region(masks), attack.eligible(masks)
     except (ValueError, KeyError, IndexError) as error:
@@ -106,7 +116,7 @@ def model_description(spec: RunSpec, attack: Attack | None) -> dict:
     """Everything that determines a trained model; its hash is the artifact key."""
     description = {
         "version": ARTIFACT_VERSION,
-        "dataset": dataclasses.asdict(spec.dataset),
+        "dataset": spec.dataset.key(),
         "model": spec.model,
         "attack": None if attack is None else {"name": attack.name, "params": attack.params()},
         "train": dataclasses.asdict(spec.train),
@@ -132,12 +142,14 @@ def trained_model(spec: RunSpec, data: SegmentationDataset, attack: Attack | Non
             counters.reused += 1
             log.info("reusing trained model %s (%s)", label, key)
             return model.to(device=device, memory_format=torch.channels_last), sidecar
-        images, masks, poisoned = data.train.images, data.train.masks, torch.empty(0, dtype=torch.long)
+        poisoned, rows = torch.empty(0, dtype=torch.long), None
         if attack is not None:
             poisoned = select_poison(attack, data.train.masks, spec.seed)
-            images, masks = poison_split(attack, data.train, poisoned, device)
+            rows = poison_rows(attack, data.train, poisoned, device) if len(poisoned) else None
             log.info("%s: poisoned %d of %d training images", label, len(poisoned), len(data.train))
-        stats = train(model, images, masks, spec.train, device, spec.seed, desc=f"train {label}")
+        stats = train(model, data.train.images, data.train.masks, spec.train, device, spec.seed,
+                      desc=f"train {label}", transform=rows, stream=data.train.streamed,
+                      workers=spec.dataset.workers)
         sidecar = {
             "key": key, "description": description, "poisoned_images": len(poisoned),
             "train_seconds": stats.seconds, "train_images_per_second": stats.images_per_second,
@@ -172,7 +184,7 @@ def clean_budget(spec: RunSpec, data: SegmentationDataset, attack: Attack, devic
     """The defender's budget: copies of clean training images that were not poisoned."""
     poisoned = select_poison(attack, data.train.masks, spec.seed)
     index = select_budget(len(data.train), poisoned, spec.clean_fraction, spec.seed + 1)
-    return CleanBudget(data.train.images[index].clone(), data.train.masks[index].clone(),
+    return CleanBudget(data.train.images[index].clone(), data.train.masks[index].long(),
                        data.class_names, device, spec.train.batch_size)
 
 
@@ -198,21 +210,56 @@ def figures_folder(spec: RunSpec) -> Path:
 
 
 def run(spec: RunSpec) -> dict:
-    """Run one cell and return its result record (from the results store if finished)."""
+    """Run one cell and return its result record (from the results store if finished).
+
+    The cell is locked while it runs: a second process on the same workdir waits, then reuses
+    the result instead of computing it again.
+    """
     if not 0 < spec.clean_fraction < 1:
         raise BenchmarkError(f"--clean-fraction must be in (0, 1), got {spec.clean_fraction}")
+    check_writable(Path(spec.workdir), "workdir")
+    check_writable(results_folder(spec), "results folder")
     device = resolve_device(spec.device)
     models.registry.get(spec.model)  # unknown names fail before any work
-    data = load_dataset(spec.dataset)
+    data = load_dataset(spec)
     models.check_image_size(spec.model, *data.image_size)
     attack = make_attack(spec, data)
     defense = make_defense(spec)
     key = cell_key(spec, attack, defense)
-    finished = read_json(result_path(spec, key))
-    if finished is not None:
-        log.info("cell %s/%s/%s already finished; reusing its result", spec.model, attack.name, defense.name)
-        return finished
+    with file_lock(Path(spec.workdir) / "locks" / f"{key}.lock"):
+        finished = finished_result(spec, key)
+        if finished is not None:
+            log.info("cell %s/%s/%s already finished; reusing its result", spec.model, attack.name, defense.name)
+            return finished
+        result = compute_cell(spec, data, attack, defense, device, key)
+        atomic_write_json(result_path(spec, key), result)
+        return result
 
+
+def check_writable(folder: Path, what: str) -> None:
+    """Fail before any work, not after hours of training, when ``folder`` cannot hold files."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        reason = "it is a file" if folder.is_file() else error.strerror or str(error)
+        raise BenchmarkError(f"{what} {str(folder)!r} cannot be written: {reason}") from None
+
+
+def finished_result(spec: RunSpec, key: str) -> dict | None:
+    """The stored result of cell ``key``; a file that is not that cell's record is recomputed."""
+    path = result_path(spec, key)
+    result = read_json(path)
+    if result is not None and result.get("cell") != key:
+        log.warning("ignoring %s: not the result of cell %s; it will be recomputed", path, key)
+        return None
+    return result
+
+
+def compute_cell(spec: RunSpec, data: SegmentationDataset, attack: Attack, defense: Defense,
+                 device: torch.device, key: str) -> dict:
+    """Train (or reuse) the models, fit the defense and evaluate: the result record of a cell."""
     baseline = model_evaluation(spec, data, None, attack, device)
     attacked_model, sidecar = trained_model(spec, data, attack, device)
     before = model_evaluation(spec, data, attack, attack, device, attacked_model)
@@ -250,9 +297,7 @@ def run(spec: RunSpec) -> dict:
         "versions": package_versions(), "artifact": sidecar["key"], "cell": key,
     }
     result.update(detection_metrics(after, predictor))
-    result = json_safe(result)
-    atomic_write_json(result_path(spec, key), result)
-    return result
+    return json_safe(result)
 
 
 def detection_metrics(after: Evaluation, predictor: Any) -> dict:

@@ -1,54 +1,50 @@
 """Datasets read from a local folder (``--data-root DIR``); nothing is ever downloaded.
 
-Each builder lists (image, mask) pairs for its layout and hands them to one shared loader,
-which resizes images to ``image_size`` x ``image_size`` (bilinear) and masks likewise
-(nearest, so labels are never blended), maps raw mask values to train labels and stacks
-the split into tensors. Files are taken in sorted order; ``train_size`` / ``test_size`` keep
-the first N. A broken layout raises :class:`BenchmarkError` naming the expected layout.
-
-Layouts (``ROOT`` is ``config.root``):
+Each builder lists its layout's (image, mask) pairs as :class:`Sample` s, checking the
+layout first (an image without a mask, or the reverse, is named), and hands them to
+:func:`benchmark.datasets.decode.load_split`, which decodes, resizes and caches them. Files
+are taken in sorted order; ``train_size`` / ``test_size`` keep the first N. Errors say
+which path was expected and show the layout (``ROOT`` is ``--data-root``):
 
 ``folder``
     ``ROOT/classes.txt`` (one class name per line; label k is line k),
-    ``ROOT/images/{train,test}/<stem>.png|jpg|jpeg`` and
-    ``ROOT/masks/{train,test}/<stem>.png`` (single-channel, value = class index, 255 = ignore).
+    ``ROOT/images/<stem>.png|jpg|jpeg`` and ``ROOT/masks/<stem>.png`` (single-channel,
+    value = label, 255 = ignore). Splits: the stems listed in ``ROOT/splits/train.txt`` and
+    ``ROOT/splits/test.txt`` (or ``val.txt``) when present; else subfolders
+    ``images/{train,test}/`` and ``masks/{train,test}/`` when present; else a fixed 1-in-5
+    hold-out chosen by a hash of each stem (stable when files are added).
 
 ``cityscapes``
     ``ROOT/leftImg8bit/{train,val}/<city>/<x>_leftImg8bit.png`` and
-    ``ROOT/gtFine/{train,val}/<city>/<x>_gtFine_labelIds.png``. The 34 raw label ids are
-    mapped to the 19 standard train ids (all others -> 255). The test split is ``val``.
+    ``ROOT/gtFine/{train,val}/<city>/<x>_gtFine_labelIds.png``: raw label ids are mapped to
+    the 19 standard train ids (all others -> 255). A ``<x>_gtFine_labelTrainIds.png`` beside
+    it is used as it is. The test split is ``val``.
 
 ``ade20k``
-    ADEChallengeData2016 (SceneParsing, 150 classes): ``ROOT/images/{training,validation}/
-    <x>.jpg`` and ``ROOT/annotations/{training,validation}/<x>.png``. Raw 0 ("other") -> 255,
-    raw k -> k - 1. Class names are the standard 150 short names (as in mmsegmentation),
-    hard-coded so that they do not depend on ``objectInfo150.csv`` being present.
+    ADEChallengeData2016 (SceneParsing, 150 classes), the folder or its parent:
+    ``images/{training,validation}/<x>.jpg`` and ``annotations/{training,validation}/<x>.png``.
+    Raw 0 ("other") -> 255, raw k -> k - 1. Class names are the standard 150 short names (as
+    in mmsegmentation), built in so that ``objectInfo150.csv`` need not be present.
 
 ``voc``
-    Pascal VOC 2012: ``ROOT/JPEGImages/<id>.jpg``, ``ROOT/SegmentationClass/<id>.png``
-    (palette PNGs whose palette indices are the labels, 255 = ignore/boundary) and the
-    split lists ``ROOT/ImageSets/Segmentation/{train,val}.txt``. The test split is ``val``.
+    Pascal VOC 2012, the ``VOCdevkit`` or the ``VOC2012`` folder: ``JPEGImages/<id>.jpg``,
+    ``SegmentationClass/<id>.png`` (palette PNGs whose palette indices are the labels, 255 =
+    boundary/ignore) and ``ImageSets/Segmentation/{train,val}.txt``. The test split is ``val``.
 """
 
 from __future__ import annotations
 
-import logging
+import hashlib
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
-from PIL import Image
-from tqdm import tqdm
 
-from benchmark.datasets import IGNORE_INDEX, DatasetConfig, SegmentationDataset, Split, register
+from benchmark.datasets import IGNORE_INDEX, DatasetConfig, SegmentationDataset, register
+from benchmark.datasets.decode import Sample, load_split
 from benchmark.errors import BenchmarkError
 
-log = logging.getLogger(__name__)
-
-Pair = tuple[Path, Path]
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-_MASK_MODES = ("L", "P", "I", "I;16")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 CITYSCAPES_CLASSES = (
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
@@ -89,6 +85,20 @@ VOC_CLASSES = (
     "sheep", "sofa", "train", "tvmonitor",
 )  # fmt: skip
 
+STREET_SCENE_ATTACK = {"target": "road", "victims": ("car",)}
+VOC_ATTACK = {"target": "background", "victims": ("person",)}
+
+LAYOUTS = {
+    "folder": "ROOT/classes.txt, ROOT/images/<stem>.png|jpg|jpeg, ROOT/masks/<stem>.png, optional "
+              "ROOT/splits/{train,test}.txt (or images/{train,test}/ and masks/{train,test}/)",
+    "cityscapes": "ROOT/leftImg8bit/{train,val}/<city>/<x>_leftImg8bit.png and "
+                  "ROOT/gtFine/{train,val}/<city>/<x>_gtFine_labelIds.png",
+    "ade20k": "ROOT/images/{training,validation}/<x>.jpg and ROOT/annotations/{training,validation}/<x>.png, "
+              "ROOT = ADEChallengeData2016 or its parent",
+    "voc": "ROOT/JPEGImages/<id>.jpg, ROOT/SegmentationClass/<id>.png and "
+           "ROOT/ImageSets/Segmentation/{train,val}.txt, ROOT = VOC2012 or VOCdevkit",
+}
+
 
 def _lookup_table(mapping: dict[int, int], size: int = 256) -> np.ndarray:
     """Raw value -> label as an array, so remapping a mask is one indexing op."""
@@ -98,148 +108,125 @@ def _lookup_table(mapping: dict[int, int], size: int = 256) -> np.ndarray:
     return table
 
 
-_CITYSCAPES_LUT = _lookup_table(CITYSCAPES_TRAIN_IDS)
-_ADE20K_LUT = _lookup_table({k: k - 1 for k in range(1, len(ADE20K_CLASSES) + 1)})
+CITYSCAPES_LUT = _lookup_table(CITYSCAPES_TRAIN_IDS)
+ADE20K_LUT = _lookup_table({k: k - 1 for k in range(1, len(ADE20K_CLASSES) + 1)})
 
 
-def _root(config: DatasetConfig) -> Path:
-    """The dataset folder; these datasets cannot be built without one (``datasets.build``
-    has already checked that a given folder exists)."""
+def layout_error(name: str, what: str) -> BenchmarkError:
+    """A one-line error that says what was expected and shows the whole layout."""
+    return BenchmarkError(f"{name}: {what} (expected layout: {LAYOUTS[name]})")
+
+
+def _root(config: DatasetConfig, *nested: str) -> Path:
+    """The dataset folder (``datasets.build`` has checked it exists), or the first of the
+    ``nested`` official folder names inside it, so that either level can be given."""
     if config.root is None:
         raise BenchmarkError(f"dataset {config.name!r} needs --data-root DIR")
-    return Path(config.root)
+    root = Path(config.root)
+    return next((root / n for n in nested if (root / n).is_dir()), root)
 
 
-def _pair_up(
-    name: str,
-    root: Path,
-    images: Sequence[Path],
-    mask_of: Callable[[Path], Path],
-    image_layout: str,
-    mask_layout: str,
-) -> list[Pair]:
-    """Match every image to its mask up front, so a broken layout fails before any loading."""
-    if not images:
-        raise BenchmarkError(f"{name}: expected ROOT/{image_layout}; found no such files under {root}")
-    pairs = []
-    for image in sorted(images):
-        mask = mask_of(image)
-        if not mask.is_file():
-            raise BenchmarkError(
-                f"{name}: image {image} has no mask; expected ROOT/{mask_layout}, i.e. {mask}"
-            )
-        pairs.append((image, mask))
-    return pairs
+def _require(name: str, files: Sequence[Path], pattern: str, root: Path) -> None:
+    if not files:
+        raise layout_error(name, f"found no ROOT/{pattern} under {root}")
 
 
-def _cap(pairs: list[Pair], limit: int | None, which: str) -> list[Pair]:
-    """Keep the first ``limit`` pairs (sorted order), so a capped run is reproducible."""
-    if limit is None:
-        return pairs
-    if limit < 1:
-        raise BenchmarkError(f"{which} must be at least 1 (or unset for all images), got {limit}")
-    return pairs[:limit]
+def _no_orphans(name: str, masks: Sequence[Path], image_stems: set[str], stem_of: Callable[[Path], str],
+                image_pattern: str) -> None:
+    """A mask whose image is missing is a broken layout, not something to skip silently."""
+    orphan = next((m for m in sorted(masks) if stem_of(m) not in image_stems), None)
+    if orphan is not None:
+        raise layout_error(name, f"mask {orphan} has no image; expected ROOT/{image_pattern}")
 
 
-def _read_image(path: Path, size: int) -> np.ndarray:
-    """``uint8 [3,size,size]``; any PIL mode (grey, RGBA, CMYK jpg) is converted to RGB."""
-    try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-    except OSError as error:
-        raise BenchmarkError(f"cannot read image {path}: {error}") from error
-    return np.array(rgb, dtype=np.uint8).transpose(2, 0, 1)
-
-
-def _read_mask(name: str, path: Path, size: int) -> np.ndarray:
-    """Raw mask values; palette ('P') masks keep their indices (never converted to RGB)."""
-    try:
-        with Image.open(path) as mask:
-            if mask.mode not in _MASK_MODES:
-                raise BenchmarkError(
-                    f"{name}: mask {path} has mode {mask.mode}; expected a single-channel "
-                    f"label PNG (mode L or P, value = label)"
-                )
-            if mask.mode == "I;16":
-                mask = mask.convert("I")
-            resized = mask.resize((size, size), Image.Resampling.NEAREST)
-    except OSError as error:
-        raise BenchmarkError(f"cannot read mask {path}: {error}") from error
-    return np.asarray(resized).astype(np.int64)
-
-
-def _load_split(
-    name: str, split: str, pairs: Sequence[Pair], size: int, num_classes: int, lut: np.ndarray | None
-) -> Split:
-    """Read, resize, remap and stack one split; the one loader all folder datasets share."""
-    images = torch.empty((len(pairs), 3, size, size), dtype=torch.uint8)
-    masks = torch.empty((len(pairs), size, size), dtype=torch.int64)
-    for i, (image_path, mask_path) in enumerate(tqdm(pairs, desc=f"{name} {split}", unit="img", leave=False)):
-        images[i] = torch.from_numpy(_read_image(image_path, size))
-        raw = _read_mask(name, mask_path, size)
-        if lut is not None:  # values beyond the table are unlabelled too
-            raw = np.where((raw >= 0) & (raw < len(lut)), lut[np.clip(raw, 0, len(lut) - 1)], IGNORE_INDEX)
-        bad = (raw != IGNORE_INDEX) & ((raw < 0) | (raw >= num_classes))
-        if bad.any():
-            raise BenchmarkError(
-                f"{name}: mask {mask_path} holds label {int(raw[bad][0])}, but the dataset has "
-                f"{num_classes} classes (labels 0..{num_classes - 1}, {IGNORE_INDEX} = ignore)"
-            )
-        masks[i] = torch.from_numpy(raw)
-    log.info("%s %s: loaded %d images at %dx%d", name, split, len(pairs), size, size)
-    return Split(images, masks)
-
-
-def _build(
-    config: DatasetConfig,
-    class_names: Sequence[str],
-    list_pairs: Callable[[str], list[Pair]],
-    split_dirs: tuple[str, str],
-    lut: np.ndarray | None = None,
-) -> SegmentationDataset:
-    """List both splits (so layout errors come first), cap them, then load them."""
-    train_pairs = _cap(list_pairs(split_dirs[0]), config.train_size, "train_size")
-    test_pairs = _cap(list_pairs(split_dirs[1]), config.test_size, "test_size")
-    size, n = config.image_size, len(class_names)
+def _build(config: DatasetConfig, class_names: Sequence[str], list_samples: Callable[[str], list[Sample]],
+           split_names: tuple[str, str], attack_defaults: dict | None = None) -> SegmentationDataset:
+    """List both splits (so layout errors come before any decoding), cap them, load them."""
+    train = _cap(list_samples(split_names[0]), config.train_size, "--train-size")
+    test = _cap(list_samples(split_names[1]), config.test_size, "--test-size")
+    n = len(class_names)
     return SegmentationDataset(
-        name=config.name,
-        class_names=tuple(class_names),
-        train=_load_split(config.name, "train", train_pairs, size, n, lut),
-        test=_load_split(config.name, "test", test_pairs, size, n, lut),
+        name=config.name, class_names=tuple(class_names),
+        train=load_split(config.name, "train", train, config, n),
+        test=load_split(config.name, "test", test, config, n),
+        attack_defaults=dict(attack_defaults or {}),
     )
+
+
+def _cap(samples: list[Sample], limit: int | None, flag: str) -> list[Sample]:
+    """Keep the first ``limit`` samples (sorted order), so a capped run is reproducible."""
+    if limit is None:
+        return samples
+    if limit < 1:
+        raise BenchmarkError(f"{flag} must be at least 1 (or unset for all images), got {limit}")
+    return samples[:limit]
 
 
 @register("folder")
 def folder(config: DatasetConfig) -> SegmentationDataset:
-    """A generic layout for any dataset already converted to label PNGs."""
+    """Any dataset already converted to label PNGs: images/, masks/ and classes.txt."""
     root = _root(config)
+    class_names = _read_classes(root)
+    split_stems = _folder_splits(root)
+
+    def list_samples(split: str) -> list[Sample]:
+        sub = f"{split}/" if (root / "images" / split).is_dir() else ""
+        image_dir, mask_dir = root / "images" / sub, root / "masks" / sub
+        images = sorted(p for p in image_dir.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        _require("folder", images, f"images/{sub}<stem>.png|jpg|jpeg", root)
+        by_stem: dict[str, Path] = {}
+        for image in images:
+            if image.stem in by_stem:
+                raise layout_error("folder", f"{by_stem[image.stem]} and {image.name} share the stem "
+                                             f"{image.stem!r}; stems must be unique")
+            by_stem[image.stem] = image
+        _no_orphans("folder", list(mask_dir.glob("*.png")), set(by_stem), lambda m: m.stem,
+                    f"images/{sub}<stem>.png|jpg|jpeg")
+        samples = []
+        for stem in sorted(by_stem) if sub else split_stems(split, by_stem):
+            mask = mask_dir / f"{stem}.png"
+            if not mask.is_file():
+                raise layout_error("folder", f"image {by_stem[stem]} has no mask; expected {mask}")
+            samples.append(Sample(by_stem[stem], mask))
+        return samples
+
+    return _build(config, class_names, list_samples, ("train", "test"))
+
+
+def _read_classes(root: Path) -> list[str]:
     classes_file = root / "classes.txt"
     if not classes_file.is_file():
-        raise BenchmarkError(
-            f"folder: expected ROOT/classes.txt (one class name per line); not found under {root}"
-        )
-    class_names = [line.strip() for line in classes_file.read_text().splitlines() if line.strip()]
-    if not class_names or len(class_names) > IGNORE_INDEX:
-        raise BenchmarkError(
-            f"folder: {classes_file} lists {len(class_names)} classes; expected 1..{IGNORE_INDEX} "
-            f"names, one per line ({IGNORE_INDEX} marks ignored pixels)"
-        )
+        raise layout_error("folder", f"ROOT/classes.txt (one class name per line) not found under {root}")
+    names = [line.strip() for line in classes_file.read_text().splitlines() if line.strip()]
+    if not names or len(names) > IGNORE_INDEX:
+        raise BenchmarkError(f"folder: {classes_file} lists {len(names)} classes; expected 1..{IGNORE_INDEX} "
+                             f"names, one per line ({IGNORE_INDEX} marks ignored pixels)")
+    return names
 
-    def list_pairs(split: str) -> list[Pair]:
-        image_dir = root / "images" / split
-        images = [p for p in image_dir.glob("*") if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file()]
-        stems = [p.stem for p in images]
-        if len(set(stems)) != len(stems):
-            duplicate = next(s for s in sorted(stems) if stems.count(s) > 1)
-            raise BenchmarkError(
-                f"folder: several images in {image_dir} share the stem {duplicate!r}; stems must be unique"
-            )
-        return _pair_up(
-            "folder", root, images, lambda p: root / "masks" / split / f"{p.stem}.png",
-            f"images/{split}/*.png|jpg|jpeg", f"masks/{split}/<stem>.png",
-        )  # fmt: skip
 
-    return _build(config, class_names, list_pairs, ("train", "test"))
+def _folder_splits(root: Path) -> Callable[[str, dict[str, Path]], list[str]]:
+    """How a flat folder layout splits: by the lists in ROOT/splits/, or else by a hash of each
+    stem (1 in 5 held out for testing; a stem's split never changes as files are added)."""
+    listed = {"train": root / "splits" / "train.txt",
+              "test": next((p for p in (root / "splits" / "test.txt", root / "splits" / "val.txt") if p.is_file()),
+                           root / "splits" / "test.txt")}
+    if not any(p.is_file() for p in listed.values()):
+        def held_out(stem: str) -> bool:
+            return int(hashlib.sha256(stem.encode()).hexdigest(), 16) % 5 == 0
+
+        return lambda split, images: [s for s in sorted(images) if held_out(s) == (split == "test")]
+
+    def from_list(split: str, images: dict[str, Path]) -> list[str]:
+        if not listed[split].is_file():
+            raise layout_error("folder", f"{listed[split]} is missing (another split list exists)")
+        stems = sorted({line.strip() for line in listed[split].read_text().splitlines() if line.strip()})
+        missing = next((s for s in stems if s not in images), None)
+        if missing is not None:
+            raise layout_error("folder", f"{listed[split]} lists {missing!r}, but ROOT/images/{missing}.png|jpg|jpeg "
+                                         f"is missing")
+        return stems
+
+    return from_list
 
 
 @register("cityscapes")
@@ -247,59 +234,69 @@ def cityscapes(config: DatasetConfig) -> SegmentationDataset:
     """Cityscapes fine annotations, 19 train ids; the official val split is the test split."""
     root = _root(config)
 
-    def list_pairs(split: str) -> list[Pair]:
-        images = list((root / "leftImg8bit" / split).glob("*/*_leftImg8bit.png"))
+    def list_samples(split: str) -> list[Sample]:
+        images = sorted((root / "leftImg8bit" / split).glob("*/*_leftImg8bit.png"))
+        _require("cityscapes", images, f"leftImg8bit/{split}/<city>/<x>_leftImg8bit.png", root)
+        labels = root / "gtFine" / split
+        _no_orphans("cityscapes", list(labels.glob("*/*_gtFine_labelIds.png")),
+                    {image.name.removesuffix("_leftImg8bit.png") for image in images},
+                    lambda m: m.name.removesuffix("_gtFine_labelIds.png"),
+                    f"leftImg8bit/{split}/<city>/<x>_leftImg8bit.png")
+        samples = []
+        for image in images:
+            stem = labels / image.parent.name / image.name.removesuffix("_leftImg8bit.png")
+            train_ids, label_ids = Path(f"{stem}_gtFine_labelTrainIds.png"), Path(f"{stem}_gtFine_labelIds.png")
+            if train_ids.is_file():
+                samples.append(Sample(image, train_ids))
+            elif label_ids.is_file():
+                samples.append(Sample(image, label_ids, CITYSCAPES_LUT))
+            else:
+                raise layout_error("cityscapes", f"image {image} has no mask; expected {label_ids}")
+        return samples
 
-        def mask_of(image: Path) -> Path:
-            stem = image.name.removesuffix("_leftImg8bit.png")
-            return root / "gtFine" / split / image.parent.name / f"{stem}_gtFine_labelIds.png"
-
-        return _pair_up(
-            "cityscapes", root, images, mask_of,
-            f"leftImg8bit/{split}/<city>/*_leftImg8bit.png", f"gtFine/{split}/<city>/<x>_gtFine_labelIds.png",
-        )  # fmt: skip
-
-    return _build(config, CITYSCAPES_CLASSES, list_pairs, ("train", "val"), _CITYSCAPES_LUT)
+    return _build(config, CITYSCAPES_CLASSES, list_samples, ("train", "val"), STREET_SCENE_ATTACK)
 
 
 @register("ade20k")
 def ade20k(config: DatasetConfig) -> SegmentationDataset:
     """ADE20K SceneParsing (ADEChallengeData2016); validation is the test split."""
-    root = _root(config)
+    root = _root(config, "ADEChallengeData2016")
 
-    def list_pairs(split: str) -> list[Pair]:
-        images = list((root / "images" / split).glob("*.jpg"))
-        return _pair_up(
-            "ade20k", root, images, lambda p: root / "annotations" / split / f"{p.stem}.png",
-            f"images/{split}/*.jpg", f"annotations/{split}/<stem>.png",
-        )  # fmt: skip
+    def list_samples(split: str) -> list[Sample]:
+        images = sorted((root / "images" / split).glob("*.jpg"))
+        _require("ade20k", images, f"images/{split}/<x>.jpg", root)
+        annotations = root / "annotations" / split
+        _no_orphans("ade20k", list(annotations.glob("*.png")), {p.stem for p in images}, lambda m: m.stem,
+                    f"images/{split}/<x>.jpg")
+        samples = []
+        for image in images:
+            mask = annotations / f"{image.stem}.png"
+            if not mask.is_file():
+                raise layout_error("ade20k", f"image {image} has no mask; expected {mask}")
+            samples.append(Sample(image, mask, ADE20K_LUT))
+        return samples
 
-    return _build(config, ADE20K_CLASSES, list_pairs, ("training", "validation"), _ADE20K_LUT)
+    return _build(config, ADE20K_CLASSES, list_samples, ("training", "validation"), STREET_SCENE_ATTACK)
 
 
 @register("voc")
 def voc(config: DatasetConfig) -> SegmentationDataset:
     """Pascal VOC 2012 segmentation; splits come from the official id lists."""
-    root = _root(config)
+    root = _root(config, "VOC2012", "VOCdevkit/VOC2012")
 
-    def list_pairs(split: str) -> list[Pair]:
+    def list_samples(split: str) -> list[Sample]:
         split_file = root / "ImageSets" / "Segmentation" / f"{split}.txt"
         if not split_file.is_file():
-            raise BenchmarkError(
-                f"voc: expected ROOT/ImageSets/Segmentation/{split}.txt (one image id per line); "
-                f"not found under {root}"
-            )
-        ids = sorted({line.strip() for line in split_file.read_text().splitlines() if line.strip()})
-        images = [root / "JPEGImages" / f"{image_id}.jpg" for image_id in ids]
-        missing = next((p for p in images if not p.is_file()), None)
-        if missing is not None:
-            raise BenchmarkError(
-                f"voc: {split_file} lists {missing.stem!r}, but ROOT/JPEGImages/<id>.jpg, "
-                f"i.e. {missing}, is missing"
-            )
-        return _pair_up(
-            "voc", root, images, lambda p: root / "SegmentationClass" / f"{p.stem}.png",
-            f"JPEGImages/<id>.jpg listed in ImageSets/Segmentation/{split}.txt", "SegmentationClass/<id>.png",
-        )  # fmt: skip
+            raise layout_error("voc", f"ROOT/ImageSets/Segmentation/{split}.txt (one image id per line) "
+                                      f"not found under {root}")
+        samples = []
+        for image_id in sorted({line.strip() for line in split_file.read_text().splitlines() if line.strip()}):
+            image, mask = root / "JPEGImages" / f"{image_id}.jpg", root / "SegmentationClass" / f"{image_id}.png"
+            if not image.is_file():
+                raise layout_error("voc", f"{split_file.name} lists {image_id!r}, but {image} is missing")
+            if not mask.is_file():
+                raise layout_error("voc", f"image {image} has no mask; expected {mask}")
+            samples.append(Sample(image, mask))
+        return samples
 
-    return _build(config, VOC_CLASSES, list_pairs, ("train", "val"))
+    return _build(config, VOC_CLASSES, list_samples, ("train", "val"), VOC_ATTACK)

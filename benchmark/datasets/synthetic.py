@@ -174,4 +174,5 @@ def build(config: DatasetConfig) -> SegmentationDataset:
     """Synthetic street scenes; train and test come from independent streams of the seed."""
     train = generate(config.train_size or DEFAULT_TRAIN_SIZE, config.image_size, 2 * config.seed)
     test = generate(config.test_size or DEFAULT_TEST_SIZE, config.image_size, 2 * config.seed + 1)
-    return SegmentationDataset("synthetic", CLASS_NAMES, train, test)
+    return SegmentationDataset("synthetic", CLASS_NAMES, train, test,
+                              attack_defaults={"target": "road", "victims": ("car",)})

@@ -6,7 +6,7 @@ import torch
 from attacks import Attack
 from benchmark.datasets.synthetic import CAR, CLASS_NAMES, PERSON, ROAD
 from benchmark.errors import BenchmarkError
-from benchmark.poisoning import poison_split, select_poison
+from benchmark.poisoning import poison_rows, select_poison
 from benchmark.datasets import Split
 
 
@@ -55,11 +55,14 @@ def test_poisoning_selects_rate_of_whole_set_among_eligible():
     assert torch.equal(chosen, select_poison(attack, masks, seed=0))
 
 
-def test_poisoned_split_changes_only_chosen_images():
+def test_poisoned_rows_change_only_chosen_images():
     attack = make(trigger_size="2")
     images = torch.full((3, 3, 8, 8), 100, dtype=torch.uint8)
     masks = torch.full((3, 8, 8), CAR, dtype=torch.long)
-    poisoned_images, poisoned_masks = poison_split(attack, Split(images, masks), torch.tensor([1]), torch.device("cpu"))
+    rows = poison_rows(attack, Split(images, masks), torch.tensor([1]), torch.device("cpu"))
+    index = torch.tensor([2, 1, 0])  # a shuffled batch: the swap follows the rows, not positions
+    poisoned_images, poisoned_masks = rows(images[index], masks[index], index)
+    poisoned_images, poisoned_masks = poisoned_images[[2, 1, 0]], poisoned_masks[[2, 1, 0]]
     assert torch.equal(poisoned_images[[0, 2]], images[[0, 2]]) and torch.equal(poisoned_masks[[0, 2]], masks[[0, 2]])
     assert not torch.equal(poisoned_images[1], images[1])
     assert bool((poisoned_masks[1] == ROAD).all())

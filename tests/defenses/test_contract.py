@@ -48,7 +48,7 @@ def test_budget_is_clean_training_data_and_test_data_arrives_unlabelled(tmp_path
                           train=TrainConfig(epochs=1, batch_size=8), clean_fraction=0.25, workdir=str(tmp_path))
     SEEN["fit"].clear(), SEEN["predict"].clear()
     runner.run(spec)
-    data = runner.load_dataset(spec.dataset)
+    data = runner.load_dataset(spec)
     attack = runner.make_attack(spec, data)
     poisoned = set(select_poison(attack, data.train.masks, spec.seed).tolist())
 
