@@ -2,7 +2,9 @@
 
 Every file is written to a temporary name in its folder and renamed into place, so a run
 killed at any moment leaves either the old file or the new one, never half of one. Trained
-models are safetensors files (no pickled code can run on load) with a JSON sidecar.
+models are safetensors files (no pickled code can run on load) with a JSON sidecar recording
+their sha256, so a truncated or corrupted file is detected and rebuilt. Leftover ``.*.tmp``
+files of a killed run are never read.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from safetensors.torch import load_file, save_file
+import safetensors.torch
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -77,30 +79,44 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 def save_model(path: Path, model: nn.Module, sidecar: dict) -> None:
-    """Write the weights (safetensors) then the sidecar; the sidecar marks the artifact complete."""
+    """Write the weights (safetensors) then the sidecar, which marks the artifact complete and
+    records the weights' size and sha256 so that a damaged file is detected on load."""
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    atomic_write_json(path.with_suffix(".json"), sidecar)
+    data = safetensors.torch.save(state)
+    atomic_write_bytes(path, data)
+    atomic_write_json(path.with_suffix(".json"),
+                      {**sidecar, "weights_bytes": len(data), "weights_sha256": hashlib.sha256(data).hexdigest()})
 
 
 def load_model(path: Path, model: nn.Module) -> dict | None:
-    """Load weights into ``model`` if the artifact is complete; return its sidecar, else None."""
+    """Load weights into ``model`` if the artifact is complete and intact; return its sidecar,
+    else None (then it is retrained and overwritten)."""
     sidecar = read_json(path.with_suffix(".json"))
-    if sidecar is None or not path.is_file():
+    if sidecar is None:
         return None
     try:
-        model.load_state_dict(load_file(str(path)))
-    except Exception as error:  # a damaged artifact is retrained, not trusted
-        log.warning("ignoring damaged artifact %s (%s); it will be retrained", path, error)
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    damage = artifact_damage(data, sidecar)
+    if damage is None:
+        try:
+            model.load_state_dict(safetensors.torch.load(data))
+        except Exception as error:  # a damaged artifact is retrained, not trusted
+            damage = str(error).splitlines()[0]
+    if damage is not None:
+        log.warning("ignoring damaged artifact %s (%s); it will be retrained", path, damage)
         return None
     return sidecar
 
+
+def artifact_damage(data: bytes, sidecar: dict) -> str | None:
+    """How ``data`` differs from what its sidecar recorded, or None if it matches (sidecars
+    written before hashes were recorded have only the safetensors format check)."""
+    expected_size = sidecar.get("weights_bytes")
+    if expected_size is not None and len(data) != expected_size:
+        return f"{len(data)} bytes, {expected_size} recorded"
+    expected_hash = sidecar.get("weights_sha256")
+    if expected_hash is not None and hashlib.sha256(data).hexdigest() != expected_hash:
+        return "sha256 differs from the recorded one"
+    return None
