@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from pickle import UnpicklingError  # the exception type only: nothing here unpickles
 from typing import Any, Callable
 
 import torch
@@ -86,8 +87,19 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
+    except UnpicklingError as error:
+        raise BenchmarkError(
+            f"refusing to load {str(path)!r}: not a weights-only PyTorch file ({refusal_reason(error)}); "
+            f"give a .safetensors file or a .pt file holding only tensors") from error
     except Exception as error:  # any malformed or mismatched file is a user error
         raise BenchmarkError(f"cannot load weights from {str(path)!r}: {str(error).splitlines()[0]}") from error
+
+
+def refusal_reason(error: UnpicklingError) -> str:
+    """What torch's weights-only unpickler refused, without its advice to load unsafely."""
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [line.strip() for line in str(error).splitlines()]
+    return next((line for line in lines if line and not line.startswith(boilerplate)), "unreadable pickle")
 
 
 from models import zoo  # noqa: E402,F401  (registers the built-in zoo)
