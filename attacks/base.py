@@ -63,7 +63,8 @@ class Attack(Plugin):
                 raise ValueError(f"class index {index} out of range 0..{len(self.class_names) - 1}")
             return index
         if name not in self.class_names:
-            raise ValueError(f"unknown class {name!r}; classes: {', '.join(self.class_names)}")
+            raise ValueError(f"unknown class {name!r}; classes: {', '.join(self.class_names)} "
+                             f"(choose with --attack-param, e.g. target=NAME)")
         return self.class_names.index(name)
 
     def params(self) -> dict:

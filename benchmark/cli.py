@@ -48,6 +48,12 @@ def add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--dataset", help="dataset name (default synthetic)")
     run.add_argument("--data-root", metavar="DIR", help="folder of a dataset read from disk")
     run.add_argument("--image-size", type=int, help="image side in pixels (default 64)")
+    run.add_argument("--resize", choices=("stretch", "crop"),
+                     help="how images from disk become square: stretch (default) or crop (scale the shorter side, keep the centre)")
+    run.add_argument("--loading", choices=("auto", "memory", "stream"),
+                     help="hold splits in memory, or stream them from a memory-mapped cache with a DataLoader "
+                          "(default auto: stream when the decoded set exceeds half the free memory)")
+    run.add_argument("--workers", type=int, help="DataLoader worker processes for decoding and streaming (default min(4, CPUs))")
     run.add_argument("--train-size", type=int, help="training images (synthetic: generated, default 2000; disk: at most)")
     run.add_argument("--test-size", type=int, help="test images (synthetic: generated, default 300; disk: at most)")
     run.add_argument("--poison-rate", help="fraction of the training set poisoned (default 0.1); a list makes a grid")
@@ -99,7 +105,7 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
     from benchmark.grid import read_config
 
     settings: dict[str, Any] = read_config(args.config) if args.config else {}
-    for key in ("attack", "defense", "model", "dataset", "data_root", "image_size", "train_size",
+    for key in ("attack", "defense", "model", "dataset", "data_root", "image_size", "resize", "loading", "workers", "train_size",
                 "test_size", "poison_rate", "epochs", "batch_size", "lr", "clean_fraction", "seed",
                 "device", "workdir", "results", "init_weights"):
         value = getattr(args, key)
