@@ -18,11 +18,15 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from benchmark import metrics, runner
 from benchmark.datasets import IGNORE_INDEX, DatasetConfig, Split, synthetic
+from benchmark.datasets.decode import Sample, load_split
 from benchmark.engine import TrainConfig, logits_of, to_input, train, train_step
 from benchmark.poisoning import poison_rows
 from defenses import CleanBudget, Defense
@@ -370,3 +374,77 @@ def test_scaling(benchmark, report, make_unet, cpu):
            per_pixel_256_vs_64_infer=per_pixel["infer", 8, 256],
            target=2.0, target_met=worst <= 2.0)
     assert worst <= 2.5, f"time per pixel at 256 px is {worst:.1f}x that at 64 px: not linear in pixels"
+
+
+FILES = 32
+FILE_SIZE = (1024, 512)  # half a Cityscapes frame (2:1), decoded down to 64 px
+
+
+# --- 7. data loading at scale: streaming, parallel decoding, the decode cache -----------------
+
+def test_streamed_vs_in_memory_training(benchmark, report, make_unet, data: Split, cpu, tmp_path: Path):
+    """One epoch over 256 images read by a DataLoader (2 workers) from a memory-mapped ``.npy``
+    (the ``--loading stream`` path) vs gathered from tensors in memory. Target >= 0.90."""
+    np.save(tmp_path / "images.npy", data.images.numpy())
+    np.save(tmp_path / "masks.npy", data.masks.to(torch.uint8).numpy())
+    mapped_images = torch.from_numpy(np.load(tmp_path / "images.npy", mmap_mode="c"))
+    mapped_masks = torch.from_numpy(np.load(tmp_path / "masks.npy", mmap_mode="c"))
+    config = TrainConfig(epochs=1, batch_size=BATCH)
+    model = make_unet()
+    rounds = 5
+    memory = Recorder(lambda: train(model, data.images, data.masks, config, cpu, seed=0, desc="memory"))
+    streamed = Recorder(lambda: train(model, mapped_images, mapped_masks, config, cpu, seed=0, desc="stream",
+                                      stream=True, workers=2))
+    order = Alternating(memory)
+    benchmark.pedantic(streamed, setup=order.setup, teardown=order.teardown, rounds=rounds, warmup_rounds=1)
+    ratio = paired_ratio(memory.last(rounds), streamed.last(rounds))
+    n = len(data)
+    report(f"streamed training {n / statistics.median(streamed.last(rounds)):.0f} img/s, in memory "
+           f"{n / statistics.median(memory.last(rounds)):.0f} img/s, ratio {ratio:.2f} (target >= 0.90)",
+           streamed_vs_memory=ratio, target=0.9, target_met=ratio >= 0.9)
+    assert ratio > 0.5, f"streaming costs {1 / ratio:.1f}x the in-memory epoch"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> list[Sample]:
+    root = tmp_path_factory.mktemp("frames")
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(FILES):
+        image, mask = root / f"{i:03d}.png", root / f"{i:03d}_mask.png"
+        Image.fromarray(rng.integers(0, 256, (*FILE_SIZE[::-1], 3), dtype=np.uint8)).save(image)
+        Image.fromarray(rng.integers(0, 8, FILE_SIZE[::-1], dtype=np.uint8), mode="L").save(mask)
+        samples.append(Sample(image, mask))
+    return samples
+
+
+def test_parallel_decoding(benchmark, report, files: list[Sample]):
+    """Decoding 32 PNG frames of 1024x512 to 64 px with 2 worker processes vs in-process."""
+    serial_config = DatasetConfig(name="bench", image_size=64, workers=0, loading="memory")
+    parallel_config = DatasetConfig(name="bench", image_size=64, workers=2, loading="memory")
+    rounds = 3
+    serial = Recorder(lambda: load_split("bench", "train", files, serial_config, 8))
+    parallel = Recorder(lambda: load_split("bench", "train", files, parallel_config, 8))
+    order = Alternating(serial)
+    benchmark.pedantic(parallel, setup=order.setup, teardown=order.teardown, rounds=rounds, warmup_rounds=1)
+    speedup = paired_ratio(serial.last(rounds), parallel.last(rounds))
+    report(f"decoding {FILES} frames: 2 workers {FILES / statistics.median(parallel.last(rounds)):.0f} files/s, "
+           f"in-process {FILES / statistics.median(serial.last(rounds)):.0f} files/s, speedup {speedup:.2f}x",
+           decode_speedup=speedup)
+
+
+def test_decode_cache_vs_decoding(benchmark, report, files: list[Sample], tmp_path: Path):
+    """Loading a split from the hashed decode cache (hash check included) vs decoding it."""
+    config = DatasetConfig(name="bench", image_size=64, workers=0, loading="memory", cache_dir=str(tmp_path))
+    load_split("bench", "train", files, config, 8)  # fills the cache
+    rounds = 5
+    cached = Recorder(lambda: load_split("bench", "train", files, config, 8))
+    decode = Recorder(lambda: load_split("bench", "train", files, DatasetConfig(
+        name="bench", image_size=64, workers=0, loading="memory"), 8))
+    order = Alternating(decode)
+    benchmark.pedantic(cached, setup=order.setup, teardown=order.teardown, rounds=rounds, warmup_rounds=1)
+    ratio = paired_ratio(cached.last(rounds), decode.last(rounds))
+    report(f"decode cache: {1e3 * statistics.median(cached.last(rounds)):.1f} ms to load {FILES} frames, "
+           f"{1e3 * statistics.median(decode.last(rounds)):.0f} ms to decode them ({ratio:.3f}x)",
+           cache_vs_decode=ratio)
+    assert ratio < 0.5

@@ -104,8 +104,9 @@ class DatasetConfig:
     loading: str = "auto"
     """``memory`` (whole splits in RAM / on the device), ``stream`` (memory-mapped, read by a
     DataLoader) or ``auto`` (stream when the decoded set would take over half the free RAM)."""
-    workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
-    """DataLoader worker processes for decoding files and for streaming batches (0 = in-process)."""
+    workers: int = field(default_factory=lambda: min(4, (os.cpu_count() or 1) - 1))
+    """DataLoader worker processes for decoding files and for streaming batches (0 = in-process);
+    one core is left to the training process."""
     cache_dir: str | None = None
     """Where decoded datasets read from disk are cached (the runner uses ``WORKDIR/datasets``)."""
 

@@ -112,7 +112,7 @@ def decode_into(images: np.ndarray, masks: np.ndarray, samples: Sequence[Sample]
                 num_classes: int, desc: str) -> None:
     """Fill ``images`` / ``masks`` (arrays or memory maps) with the decoded samples, in order."""
     decoder = _Decoder(samples, config.image_size, config.resize, num_classes)
-    loader = DataLoader(decoder, batch_size=16, num_workers=min(config.workers, len(samples)))
+    loader = DataLoader(decoder, batch_size=4, num_workers=min(config.workers, len(samples)))
     start = 0
     for image_batch, mask_batch, errors in tqdm(loader, desc=desc, unit="batch", leave=False, disable=None):
         error = next((e for e in errors if e), None)
