@@ -53,7 +53,7 @@ def add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--loading", choices=("auto", "memory", "stream"),
                      help="hold splits in memory, or stream them from a memory-mapped cache with a DataLoader "
                           "(default auto: stream when the decoded set exceeds half the free memory)")
-    run.add_argument("--workers", type=int, help="DataLoader worker processes for decoding and streaming (default min(4, CPUs))")
+    run.add_argument("--workers", type=int, help="DataLoader worker processes for decoding and streaming (default min(4, CPUs - 1))")
     run.add_argument("--train-size", type=int, help="training images (synthetic: generated, default 2000; disk: at most)")
     run.add_argument("--test-size", type=int, help="test images (synthetic: generated, default 300; disk: at most)")
     run.add_argument("--poison-rate", help="fraction of the training set poisoned (default 0.1); a list makes a grid")
