@@ -493,3 +493,18 @@ def test_missing_victim_class_is_one_line(capsys: pytest.CaptureFixture, tmp_pat
                  "--workdir", str(tmp_path / "runs")])
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and "unknown class 'road'" in error and "--attack-param" in error
+
+
+def test_auto_loading_streams_sets_larger_than_half_the_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(datasets, "available_memory", lambda: 1000)
+    auto = DatasetConfig(loading="auto")
+    assert datasets.should_stream(auto, 501) and not datasets.should_stream(auto, 500)
+    assert not datasets.should_stream(DatasetConfig(loading="memory"), 10**12)
+    assert datasets.should_stream(DatasetConfig(loading="stream"), 1)
+
+
+def test_loader_settings_never_change_artifact_keys() -> None:
+    plain = DatasetConfig(name="cityscapes", root="/data")
+    assert DatasetConfig(name="cityscapes", root="/data", loading="stream", workers=7, cache_dir="/c").key() == plain.key()
+    assert DatasetConfig(name="cityscapes", root="/data", resize="crop").key() != plain.key()
+    assert "resize" not in plain.key()  # keys of artifacts made before --resize existed stay valid

@@ -19,3 +19,17 @@ def test_committed_grid_covers_the_default_grid():
     defenses = {d for _, _, d in cells}
     assert len(models) >= 3 and {"none", "pruning", "strip"} <= defenses and len(defenses) >= 5
     assert len(cells) == len(models) * 2 * len(defenses)  # every model x attack x defense
+
+
+def test_rerunning_the_grid_finds_every_committed_result(monkeypatch):
+    """The committed files are the grid's cells under today's keys, so regenerating the
+    leaderboard reuses them instead of adding a second row per cell."""
+    from benchmark import runner
+    from benchmark.grid import build_grid, read_config
+    from leaderboard.render import load_results
+
+    monkeypatch.chdir(ROOT.parent)
+    cells = build_grid(read_config("leaderboard/grid.toml")).cells()
+    data = runner.load_dataset(cells[0])
+    keys = {runner.cell_key(spec, runner.make_attack(spec, data), runner.make_defense(spec)) for spec in cells}
+    assert keys == {r["cell"] for r in load_results(ROOT / "results")}
