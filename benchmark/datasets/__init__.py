@@ -6,7 +6,7 @@ splits as tensors lets triggers, label rules and batching run as tensor ops on t
 with no data-loader copies. Indexing a split yields ``(float32 image in [0,1], int64 mask)``.
 
 Sets too large for memory are *streamed*: their splits are memory-mapped from the decode
-cache (``benchmark.datasets.cache``) and training reads batches through a DataLoader with
+cache (``benchmark.datasets.decode``) and training reads batches through a DataLoader with
 worker processes and pinned memory instead of moving the whole split to the device.
 
 Register a new dataset with ``@datasets.register("name")`` on a function
