@@ -64,7 +64,7 @@ class Attack(Plugin):
             return index
         if name not in self.class_names:
             raise ValueError(f"unknown class {name!r}; classes: {', '.join(self.class_names)} "
-                             f"(choose with --attack-param, e.g. target=NAME)")
+                             f"(choose classes with --attack-param target=... / victims=...)")
         return self.class_names.index(name)
 
     def params(self) -> dict:

@@ -167,9 +167,9 @@ def model_evaluation(spec: RunSpec, data: SegmentationDataset, trained_with: Att
     key = content_key({"model": model_description(spec, trained_with), "attack": attack.name,
                        "attack_params": attack.params()})
     path = Path(spec.workdir) / "evaluations" / f"{key}.json"
-    cached = read_json(path)
-    if cached is not None:  # null (an undefined metric) back to NaN
-        return Evaluation(**{k: math.nan if v is None else v for k, v in cached.items()})
+    cached = cached_evaluation(path)
+    if cached is not None:
+        return cached
     if model is None:
         model, _ = trained_model(spec, data, trained_with, device)
     which = "attacked" if trained_with is not None else "clean"
@@ -178,6 +178,20 @@ def model_evaluation(spec: RunSpec, data: SegmentationDataset, trained_with: Att
     atomic_write_json(path, json_safe({"clean_miou": result.clean_miou, "asr": result.asr, "pba": result.pba,
                                        "per_class_iou": result.per_class_iou}))
     return result
+
+
+EVALUATION_KEYS = {"clean_miou", "asr", "pba", "per_class_iou"}
+
+
+def cached_evaluation(path: Path) -> Evaluation | None:
+    """A stored undefended evaluation, or None if absent or not one (then it is recomputed)."""
+    cached = read_json(path)
+    if cached is None:
+        return None
+    if set(cached) != EVALUATION_KEYS:
+        log.warning("ignoring %s: not an evaluation record; it will be recomputed", path)
+        return None
+    return Evaluation(**{k: math.nan if v is None else v for k, v in cached.items()})  # null back to NaN
 
 
 def clean_budget(spec: RunSpec, data: SegmentationDataset, attack: Attack, device: torch.device) -> CleanBudget:

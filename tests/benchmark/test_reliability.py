@@ -259,6 +259,22 @@ def test_a_damaged_artifact_is_detected_and_rebuilt(damage, capsys, caplog, tmp_
     assert {k: again[k] for k in ("clean_miou", "asr", "pba")} == {k: first[k] for k in ("clean_miou", "asr", "pba")}
 
 
+@pytest.mark.parametrize("content", ['{"clean_miou": 0.5}', '{"clean_miou": 0.5, "asr"', ""])
+def test_a_wrong_or_partial_evaluation_record_is_recomputed(content, capsys, caplog, tmp_path):
+    args = ["run", *TINY, "--json", "--attack", "image_level", "--workdir", str(tmp_path)]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    for path in (tmp_path / "results").glob("*.json"):
+        path.unlink()
+    for path in (tmp_path / "evaluations").glob("*.json"):
+        path.write_text(content)
+    assert main(args) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert "will be recomputed" in caplog.text
+    assert {k: again[k] for k in ("clean_miou", "asr", "baseline_asr")} == \
+        {k: first[k] for k in ("clean_miou", "asr", "baseline_asr")}
+
+
 def test_sigkill_mid_training_then_the_same_command_finishes(capsys, tmp_path):
     probe = tmp_path / "training_started"
     plugin = tmp_path / "probed.py"
