@@ -10,6 +10,7 @@ pinned memory gathers the same batches in the same order, so both give identical
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import time
@@ -112,15 +113,18 @@ def train(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, config: T
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = one_cycle(optimizer, config.lr, config.epochs * steps_per_epoch)
     shuffle = torch.Generator().manual_seed(seed)
+    orders = [torch.randperm(n, generator=shuffle) for _ in range(config.epochs)]
+    if stream:  # one loader for the whole run, so its worker processes start once
+        streamed = streamed_batches(images, masks, [b for order in orders for b in batch_indices(order, config.batch_size)],
+                                    device, workers)
     model.train()
     loss_value = math.nan
     start = time.perf_counter()
     with tqdm(total=config.epochs * steps_per_epoch, desc=desc, unit="step", leave=False,
               disable=None) as bar:
-        for epoch in range(config.epochs):
-            order = torch.randperm(n, generator=shuffle)
+        for epoch, order in enumerate(orders):
             if stream:
-                batches = streamed_batches(images, masks, batch_indices(order, config.batch_size), device, workers)
+                batches = itertools.islice(streamed, steps_per_epoch)
             else:
                 batches = device_batches(images, masks, batch_indices(order.to(device), config.batch_size))
             loss_sum = torch.zeros((), device=device)
@@ -175,7 +179,7 @@ class _Gather(Dataset):
         return self.images[index], self.masks[index], index
 
 
-def streamed_batches(images: torch.Tensor, masks: torch.Tensor, index_batches: tuple[torch.Tensor, ...],
+def streamed_batches(images: torch.Tensor, masks: torch.Tensor, index_batches: list[torch.Tensor],
                      device: torch.device, workers: int) -> Batches:
     """The same batches read from host (usually memory-mapped) tensors by ``workers``
     processes, pinned when the device is a GPU, so reading overlaps the training steps."""
