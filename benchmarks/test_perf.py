@@ -82,6 +82,15 @@ def paired_ratio(numerators: list[float], denominators: list[float]) -> float:
     return statistics.median(a / b for a, b in zip(numerators, denominators))
 
 
+def side_by_side(benchmark, measured: Callable[[], object], peer: Callable[[], object],
+                 rounds: int) -> tuple[list[float], list[float]]:
+    """Benchmark ``measured`` with ``peer`` run alternately around it; both rounds' seconds."""
+    measured_rec, peer_rec = Recorder(measured), Recorder(peer)
+    order = Alternating(peer_rec)
+    benchmark.pedantic(measured_rec, setup=order.setup, teardown=order.teardown, rounds=rounds, warmup_rounds=1)
+    return measured_rec.last(rounds), peer_rec.last(rounds)
+
+
 # --- 1. training: engine.train vs a bare loop ------------------------------------------------
 
 def test_training_vs_bare_loop(benchmark, report, make_unet, data: Split, cpu):
@@ -391,16 +400,14 @@ def test_streamed_vs_in_memory_training(benchmark, report, make_unet, data: Spli
     mapped_masks = torch.from_numpy(np.load(tmp_path / "masks.npy", mmap_mode="c"))
     config = TrainConfig(epochs=1, batch_size=BATCH)
     model = make_unet()
-    rounds = 5
-    memory = Recorder(lambda: train(model, data.images, data.masks, config, cpu, seed=0, desc="memory"))
-    streamed = Recorder(lambda: train(model, mapped_images, mapped_masks, config, cpu, seed=0, desc="stream",
-                                      stream=True, workers=2))
-    order = Alternating(memory)
-    benchmark.pedantic(streamed, setup=order.setup, teardown=order.teardown, rounds=rounds, warmup_rounds=1)
-    ratio = paired_ratio(memory.last(rounds), streamed.last(rounds))
+    streamed, memory = side_by_side(
+        benchmark, lambda: train(model, mapped_images, mapped_masks, config, cpu, seed=0, desc="stream",
+                                 stream=True, workers=2),
+        lambda: train(model, data.images, data.masks, config, cpu, seed=0, desc="memory"), rounds=5)
+    ratio = paired_ratio(memory, streamed)
     n = len(data)
-    report(f"streamed training {n / statistics.median(streamed.last(rounds)):.0f} img/s, in memory "
-           f"{n / statistics.median(memory.last(rounds)):.0f} img/s, ratio {ratio:.2f} (target >= 0.90)",
+    report(f"streamed training {n / statistics.median(streamed):.0f} img/s, in memory "
+           f"{n / statistics.median(memory):.0f} img/s, ratio {ratio:.2f} (target >= 0.90)",
            streamed_vs_memory=ratio, target=0.9, target_met=ratio >= 0.9)
     assert ratio > 0.5, f"streaming costs {1 / ratio:.1f}x the in-memory epoch"
 
@@ -422,14 +429,11 @@ def test_parallel_decoding(benchmark, report, files: list[Sample]):
     """Decoding 32 PNG frames of 1024x512 to 64 px with 2 worker processes vs in-process."""
     serial_config = DatasetConfig(name="bench", image_size=64, workers=0, loading="memory")
     parallel_config = DatasetConfig(name="bench", image_size=64, workers=2, loading="memory")
-    rounds = 3
-    serial = Recorder(lambda: load_split("bench", "train", files, serial_config, 8))
-    parallel = Recorder(lambda: load_split("bench", "train", files, parallel_config, 8))
-    order = Alternating(serial)
-    benchmark.pedantic(parallel, setup=order.setup, teardown=order.teardown, rounds=rounds, warmup_rounds=1)
-    speedup = paired_ratio(serial.last(rounds), parallel.last(rounds))
-    report(f"decoding {FILES} frames: 2 workers {FILES / statistics.median(parallel.last(rounds)):.0f} files/s, "
-           f"in-process {FILES / statistics.median(serial.last(rounds)):.0f} files/s, speedup {speedup:.2f}x",
+    parallel, serial = side_by_side(benchmark, lambda: load_split("bench", "train", files, parallel_config, 8),
+                                    lambda: load_split("bench", "train", files, serial_config, 8), rounds=3)
+    speedup = paired_ratio(serial, parallel)
+    report(f"decoding {FILES} frames: 2 workers {FILES / statistics.median(parallel):.0f} files/s, "
+           f"in-process {FILES / statistics.median(serial):.0f} files/s, speedup {speedup:.2f}x",
            decode_speedup=speedup)
 
 
@@ -437,14 +441,11 @@ def test_decode_cache_vs_decoding(benchmark, report, files: list[Sample], tmp_pa
     """Loading a split from the hashed decode cache (hash check included) vs decoding it."""
     config = DatasetConfig(name="bench", image_size=64, workers=0, loading="memory", cache_dir=str(tmp_path))
     load_split("bench", "train", files, config, 8)  # fills the cache
-    rounds = 5
-    cached = Recorder(lambda: load_split("bench", "train", files, config, 8))
-    decode = Recorder(lambda: load_split("bench", "train", files, DatasetConfig(
-        name="bench", image_size=64, workers=0, loading="memory"), 8))
-    order = Alternating(decode)
-    benchmark.pedantic(cached, setup=order.setup, teardown=order.teardown, rounds=rounds, warmup_rounds=1)
-    ratio = paired_ratio(cached.last(rounds), decode.last(rounds))
-    report(f"decode cache: {1e3 * statistics.median(cached.last(rounds)):.1f} ms to load {FILES} frames, "
-           f"{1e3 * statistics.median(decode.last(rounds)):.0f} ms to decode them ({ratio:.3f}x)",
+    uncached = DatasetConfig(name="bench", image_size=64, workers=0, loading="memory")
+    cached, decoded = side_by_side(benchmark, lambda: load_split("bench", "train", files, config, 8),
+                                   lambda: load_split("bench", "train", files, uncached, 8), rounds=5)
+    ratio = paired_ratio(cached, decoded)
+    report(f"decode cache: {1e3 * statistics.median(cached):.1f} ms to load {FILES} frames, "
+           f"{1e3 * statistics.median(decoded):.0f} ms to decode them ({ratio:.3f}x)",
            cache_vs_decode=ratio)
     assert ratio < 0.5
