@@ -102,12 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_settings(args: argparse.Namespace) -> dict[str, Any]:
     """TOML settings (if --config) overridden by the flags given on the command line."""
-    from benchmark.grid import read_config
+    from benchmark.grid import CONFIG_KEYS, read_config
 
     settings: dict[str, Any] = read_config(args.config) if args.config else {}
-    for key in ("attack", "defense", "model", "dataset", "data_root", "image_size", "resize", "loading", "workers", "train_size",
-                "test_size", "poison_rate", "epochs", "batch_size", "lr", "clean_fraction", "seed",
-                "device", "workdir", "results", "init_weights"):
+    for key in CONFIG_KEYS - {"attack_params", "defense_params", "plugins"}:  # each has its flag
         value = getattr(args, key)
         if value is not None:
             settings[key] = value

@@ -113,22 +113,21 @@ def train(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, config: T
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = one_cycle(optimizer, config.lr, config.epochs * steps_per_epoch)
     shuffle = torch.Generator().manual_seed(seed)
-    orders = [torch.randperm(n, generator=shuffle) for _ in range(config.epochs)]
+    orders = torch.stack([torch.randperm(n, generator=shuffle) for _ in range(config.epochs)])
     if stream:  # one loader for the whole run, so its worker processes start once
-        streamed = streamed_batches(images, masks, [b for order in orders for b in batch_indices(order, config.batch_size)],
-                                    device, workers)
+        index_batches = [b for order in orders for b in batch_indices(order, config.batch_size)]
+        batches = streamed_batches(images, masks, index_batches, device, workers)
+    else:  # every epoch's order moves to the device at once: no transfer inside the loop
+        index_batches = [b for order in orders.to(device) for b in batch_indices(order, config.batch_size)]
+        batches = device_batches(images, masks, index_batches)
     model.train()
     loss_value = math.nan
     start = time.perf_counter()
     with tqdm(total=config.epochs * steps_per_epoch, desc=desc, unit="step", leave=False,
               disable=None) as bar:
-        for epoch, order in enumerate(orders):
-            if stream:
-                batches = itertools.islice(streamed, steps_per_epoch)
-            else:
-                batches = device_batches(images, masks, batch_indices(order.to(device), config.batch_size))
+        for epoch in range(config.epochs):
             loss_sum = torch.zeros((), device=device)
-            for batch_images, batch_masks, index in batches:
+            for batch_images, batch_masks, index in itertools.islice(batches, steps_per_epoch):
                 batch_masks = batch_masks.long()
                 if transform is not None:
                     batch_images, batch_masks = transform(batch_images, batch_masks, index)
@@ -160,7 +159,7 @@ def batch_indices(order: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, .
     return batches
 
 
-def device_batches(images: torch.Tensor, masks: torch.Tensor, index_batches: tuple[torch.Tensor, ...]) -> Batches:
+def device_batches(images: torch.Tensor, masks: torch.Tensor, index_batches: list[torch.Tensor]) -> Batches:
     """Batches gathered by index from tensors already on the device."""
     for index in index_batches:
         yield images[index], masks[index], index

@@ -22,7 +22,7 @@ from typing import ClassVar, Iterator
 import torch
 from torch import nn
 
-from benchmark.engine import logits_of, to_input
+from benchmark.engine import batch_indices, logits_of, to_input
 from benchmark.metrics import threshold_at_fpr
 from benchmark.plugin import Plugin
 from benchmark.registry import Registry
@@ -51,12 +51,8 @@ class CleanBudget:
         """``(float images, masks)`` batches on the device, in order. A trailing single image
         joins the batch before it: BatchNorm after global pooling (PSPNet, DeepLab) cannot train
         on one image, so fine-tuning defenses may loop over these batches in train mode."""
-        size = batch_size or self.batch_size
-        starts = list(range(0, len(self), size))
-        if len(starts) > 1 and len(self) - starts[-1] == 1:
-            starts.pop()
-        for start, end in zip(starts, starts[1:] + [len(self)]):
-            yield (to_input(self.images[start:end].to(self.device)), self.masks[start:end].to(self.device))
+        for index in batch_indices(torch.arange(len(self)), batch_size or self.batch_size):
+            yield to_input(self.images[index].to(self.device)), self.masks[index].to(self.device)
 
     def float_images(self) -> torch.Tensor:
         return to_input(self.images.to(self.device))

@@ -30,6 +30,7 @@ from benchmark.store import atomic_write_json, content_key, file_lock, read_json
 log = logging.getLogger(__name__)
 
 MASK_MODES = ("L", "P", "I", "I;16")
+PARTS = ("images", "masks")
 CACHE_VERSION = 1
 
 
@@ -135,13 +136,9 @@ def load_split(name: str, split: str, samples: Sequence[Sample], config: Dataset
     else:
         folder = Path(config.cache_dir) / f"{name}-{split}-{cache_key(config, samples)}"
         with file_lock(folder.with_suffix(".lock")):
-            arrays = read_cache(folder, stream)
-            if arrays is None:
+            if not cache_is_intact(folder):
                 write_cache(folder, samples, config, num_classes, desc)
-                arrays = read_cache(folder, stream)
-            if arrays is None:
-                raise BenchmarkError(f"the decoded cache {folder} could not be read back after writing it")
-        images, masks = arrays
+            images, masks = (np.load(folder / f"{part}.npy", mmap_mode="c" if stream else None) for part in PARTS)
     log.info("%s: %d images at %dx%d (%s)", desc, len(samples), size, size, "streamed" if stream else "in memory")
     return Split(torch.from_numpy(images), torch.from_numpy(masks), streamed=stream)
 
@@ -154,25 +151,24 @@ def cache_key(config: DatasetConfig, samples: Sequence[Sample]) -> str:
         for path in (sample.image, sample.mask):
             stat = path.stat()
             files.append((str(path.resolve()), stat.st_size, stat.st_mtime_ns))
-    luts = sorted({content_key(s.lut.tolist()) for s in samples if s.lut is not None})
+    tables = {id(s.lut): s.lut for s in samples if s.lut is not None}  # a few tables shared by all samples
+    luts = sorted(content_key(table.tolist()) for table in tables.values())
     return content_key({"version": CACHE_VERSION, "size": config.image_size, "resize": config.resize,
                         "files": files, "luts": luts})
 
 
-def read_cache(folder: Path, mmap: bool) -> tuple[np.ndarray, np.ndarray] | None:
-    """The cached arrays if ``meta.json`` records them and their hashes still match (a damaged
-    or half-written cache is decoded again, with a warning)."""
+def cache_is_intact(folder: Path) -> bool:
+    """Whether ``meta.json`` marks the cache complete and both arrays still have their recorded
+    hashes (a damaged cache is decoded again, with a warning; a fresh one was just hashed)."""
     meta = read_json(folder / "meta.json")
     if meta is None:
-        return None
-    arrays = []
-    for part in ("images", "masks"):
+        return False
+    for part in PARTS:
         path = folder / f"{part}.npy"
         if not path.is_file() or file_sha256(path) != meta.get(part):
             log.warning("decoded cache %s is damaged (hash mismatch); decoding the files again", path)
-            return None
-        arrays.append(np.load(path, mmap_mode="c" if mmap else None))
-    return arrays[0], arrays[1]
+            return False
+    return True
 
 
 def write_cache(folder: Path, samples: Sequence[Sample], config: DatasetConfig, num_classes: int, desc: str) -> None:

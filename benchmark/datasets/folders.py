@@ -207,9 +207,9 @@ def _read_classes(root: Path) -> list[str]:
 def _folder_splits(root: Path) -> Callable[[str, dict[str, Path]], list[str]]:
     """How a flat folder layout splits: by the lists in ROOT/splits/, or else by a hash of each
     stem (1 in 5 held out for testing; a stem's split never changes as files are added)."""
-    listed = {"train": root / "splits" / "train.txt",
-              "test": next((p for p in (root / "splits" / "test.txt", root / "splits" / "val.txt") if p.is_file()),
-                           root / "splits" / "test.txt")}
+    listed = {"train": root / "splits" / "train.txt", "test": root / "splits" / "test.txt"}
+    if not listed["test"].is_file() and (root / "splits" / "val.txt").is_file():
+        listed["test"] = root / "splits" / "val.txt"
     if not any(p.is_file() for p in listed.values()):
         def held_out(stem: str) -> bool:
             return int(hashlib.sha256(stem.encode()).hexdigest(), 16) % 5 == 0
