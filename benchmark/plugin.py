@@ -51,6 +51,14 @@ class Plugin:
             return dataclasses.field(default_factory=default_factory, repr=False, metadata={"context": True})
         return dataclasses.field(default=default, repr=False, metadata={"context": True})
 
+    @staticmethod
+    def added(default: Any, legacy: Any = dataclasses.MISSING) -> Any:
+        """A parameter added to a plugin after results were stored with it. While it holds
+        ``legacy`` (the value that reproduces the old behaviour; default: ``default``) it is
+        left out of :meth:`key_params`, so cached models and committed cells keep their keys."""
+        legacy = default if legacy is dataclasses.MISSING else legacy
+        return dataclasses.field(default=default, metadata={"legacy": legacy})
+
     @classmethod
     def summary(cls) -> str:
         """First line of the docstring, for ``list``."""
@@ -87,9 +95,21 @@ class Plugin:
         """The parameter values of this instance, as JSON-friendly data."""
         out = {}
         for f in self.parameters():
-            value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
+            out[f.name] = _json_value(getattr(self, f.name))
         return out
+
+    def key_params(self) -> dict[str, Any]:
+        """The parameters that identify an artifact or a cell: :meth:`params` less the
+        :meth:`added` ones that hold their legacy value."""
+        params = self.params()
+        for f in self.parameters():
+            if "legacy" in f.metadata and params[f.name] == _json_value(f.metadata["legacy"]):
+                del params[f.name]
+        return params
+
+
+def _json_value(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def coerce(value: Any, annotation: Any, what: str) -> Any:

@@ -118,7 +118,7 @@ def model_description(spec: RunSpec, attack: Attack | None) -> dict:
         "version": ARTIFACT_VERSION,
         "dataset": spec.dataset.key(),
         "model": spec.model,
-        "attack": None if attack is None else {"name": attack.name, "params": attack.params()},
+        "attack": None if attack is None else {"name": attack.name, "params": attack.key_params()},
         "train": dataclasses.asdict(spec.train),
         "seed": spec.seed,
     }
@@ -165,7 +165,7 @@ def model_evaluation(spec: RunSpec, data: SegmentationDataset, trained_with: Att
     """The undefended evaluation of the model trained with ``trained_with`` (None: the clean
     model) against ``attack``; cached, so adding a defense to a grid costs only the defense."""
     key = content_key({"model": model_description(spec, trained_with), "attack": attack.name,
-                       "attack_params": attack.params()})
+                       "attack_params": attack.key_params()})
     path = Path(spec.workdir) / "evaluations" / f"{key}.json"
     cached = cached_evaluation(path)
     if cached is not None:
@@ -205,7 +205,7 @@ def clean_budget(spec: RunSpec, data: SegmentationDataset, attack: Attack, devic
 def cell_key(spec: RunSpec, attack: Attack, defense: Defense) -> str:
     return content_key({
         "model": model_description(spec, attack),
-        "defense": {"name": defense.name, "params": defense.params()},
+        "defense": {"name": defense.name, "params": defense.key_params()},
         "clean_fraction": spec.clean_fraction,
     })
 

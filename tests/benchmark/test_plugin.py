@@ -62,3 +62,19 @@ def test_registry_decorator_and_reregistering_same_object():
 
     registry.add("one", one)  # the same definition again (e.g. a re-imported module) is fine
     assert registry.names() == ["one"]
+
+
+def test_added_parameter_stays_out_of_keys_at_its_legacy_value():
+    class Later(InputFilterDefense):
+        name = "test_later_filter"
+        strength: float = 1.0
+        blend: str = Defense.added("sum", legacy="convex")
+        """Added after results were stored with the convex behaviour."""
+
+        def filter(self, images):
+            return images
+
+    assert Later().params() == {"strength": 1.0, "blend": "sum"}
+    assert Later().key_params() == {"strength": 1.0, "blend": "sum"}
+    assert Later(blend="convex").key_params() == {"strength": 1.0}
+    assert Later(blend="convex").params()["blend"] == "convex"
