@@ -1,4 +1,4 @@
-"""The leaderboard: result JSON files rendered to Markdown (and exported to CSV)."""
+"""The leaderboard: result JSON files rendered to Markdown, heatmaps and an HTML page (and exported to CSV)."""
 
 from leaderboard.render import export_csv, load_results, render_leaderboard
 

@@ -10,7 +10,13 @@ results folder (``leaderboard/LEADERBOARD.md`` beside ``leaderboard/results/``),
 in ``<parent>/figures/``: ``<cell>.png`` per cell (``cell`` key of a result, as written by
 ``benchmark.figures.cell_figure``) and ``asr_vs_poison_rate.png``. Only files that exist are
 linked, by paths relative to that parent (``figures/<cell>.png``); the figure column appears
-when any cell has one.
+when any cell has one. The attack x defense heatmaps
+(``leaderboard.heatmaps``, written by ``python -m benchmark leaderboard --output FILE``) live in
+the same folder as ``heatmap-<view>-<metric>.png`` and are linked above their matrix.
+
+Views, in reading order: the attack x defense matrices of each model (post ASR, DER, detection
+AUROC), rankings of defenses and of attacks, the full table, costs. Spread over seeds is the
+95% confidence interval of the mean (``leaderboard.stats``).
 """
 
 from __future__ import annotations
@@ -30,10 +36,11 @@ from tabulate import tabulate
 
 from benchmark.errors import BenchmarkError
 from benchmark.store import atomic_write_text, read_json
+from leaderboard import matrices
+from leaderboard.stats import MISSING, spread_text
 
 log = logging.getLogger(__name__)
 
-MISSING = "–"
 REQUIRED_KEYS = ("dataset", "model", "attack", "defense", "poison_rate", "seed", "cell")
 METRIC_COLUMNS = [
     ("clean_miou", "clean mIoU"), ("asr", "ASR"), ("baseline_asr", "baseline ASR"), ("pba", "PBA"),
@@ -47,8 +54,10 @@ python -m benchmark run --config leaderboard/grid.toml --figures
 python -m benchmark leaderboard --results leaderboard/results --output leaderboard/LEADERBOARD.md
 ```"""
 METRICS = """\
-All numbers are percentages (fractions in [0, 1] times 100, one decimal). `a ± b` is the mean ± \
-sample standard deviation over the `n` seeds of a row; "post" means through the defended \
+All numbers are percentages (fractions in [0, 1] times 100, one decimal). `a ± b` is the mean \
+over the `n` seeds of a cell ± the half-width of its 95% confidence interval (Student's t with \
+n − 1 degrees of freedom; one seed has none), so two numbers whose intervals overlap are within \
+the seed-to-seed spread; "post" means through the defended \
 predictor (a rejected input counts as not attacked and as wrong); {missing} = not applicable.
 
 - **clean mIoU**: mean IoU on the clean test set, from one dataset-level confusion matrix \
@@ -121,19 +130,38 @@ def render_leaderboard(results_dir: str | Path) -> str:
         configuration(results),
         "## Metrics",
         METRICS,
+        "## Attack x defense matrices",
+        "One block per model: rows are attacks, columns defenses (`none` = undefended). Post ASR: "
+        "lower is a better defense; DER: higher is.",
+    ]
+    for view in matrices.views(results, attack_label, defense_label):
+        parts.append(f"### {view.title}")
+        for matrix in view.matrices:
+            heatmap = figure_dir / view.heatmap_name(matrix)
+            if heatmap.is_file():
+                parts.append(f"![{matrix.title}: {view.title}](figures/{heatmap.name})")
+            parts += [f"**{matrix.title}**", matrix_table(matrix)]
+    parts += [
+        "## Rankings",
+        "### Defenses",
+        "By mean DER over every cell of the defense (all models, attacks, poison rates; averaged per "
+        "seed, ± over seeds). Worst post ASR: the highest mean post-defense ASR over the attacks it "
+        "faced. mIoU cost: clean mIoU minus post-defense clean mIoU.",
+        markdown_table(matrices.defense_ranking(results, attack_label, defense_label),
+                       matrices.DEFENSE_RANKING_HEADERS),
+        "### Attacks",
+        "By mean post-defense ASR over every defended cell (the attack that survives defenses best "
+        "first); the strongest defense is the one with the lowest mean post ASR against it.",
+        markdown_table(matrices.attack_ranking(results, attack_label, defense_label),
+                       matrices.ATTACK_RANKING_HEADERS),
     ]
     if (figure_dir / "asr_vs_poison_rate.png").is_file():
         parts.append("![ASR against poison rate](figures/asr_vs_poison_rate.png)")
+    parts.append("## Full table")
     for dataset in sorted({row.dataset for row in rows}):
-        parts += [f"## {dataset}", row_table([row for row in rows if row.dataset == dataset],
-                                             figure_dir if figures else None)]
+        parts += [f"### {dataset}", row_table([row for row in rows if row.dataset == dataset],
+                                              figure_dir if figures else None)]
     parts += [
-        "## Summary by defense",
-        "Means over every cell (all datasets, models, attacks, poison rates and seeds).",
-        defense_summary(results, defense_label),
-        "## Summary by attack",
-        "Means over every attacked model (each trained model counted once, whatever the defenses).",
-        attack_summary(results, attack_label),
         "## Costs",
         "Mean wall seconds: training per attacked model; per defense cell, fitting the defense and "
         "evaluating the defended predictor on the clean and the triggered test set (`none` reuses the "
@@ -141,6 +169,13 @@ def render_leaderboard(results_dir: str | Path) -> str:
         cost_tables(results, defense_label),
     ]
     return "\n\n".join(parts) + "\n"
+
+
+def leaderboard_views(results_dir: str | Path) -> list[matrices.View]:
+    """The attack x defense views of every result in ``results_dir`` (for the heatmaps)."""
+    results = load_results(results_dir)
+    return matrices.views(results, variant_labeller(results, "attack", "attack_params"),
+                          variant_labeller(results, "defense", "defense_params"))
 
 
 def export_csv(results_dir: str | Path, output: str | Path | None) -> None:
@@ -210,7 +245,7 @@ def row_table(rows: list[Row], figure_dir: Path | None) -> str:
     table = []
     for row in rows:
         line = [row.model, row.attack, poison_text(row.poison_rate), row.defense, str(len(row.results))]
-        line += [mean_std(row.values(key)) for key, _ in METRIC_COLUMNS]
+        line += [spread_text(row.values(key)) for key, _ in METRIC_COLUMNS]
         if figure_dir is not None:
             line.append(figure_links(row.results, figure_dir))
         table.append(line)
@@ -223,23 +258,6 @@ def figure_links(results: list[dict], figure_dir: Path) -> str:
     links = [f"[seed {r['seed']}](figures/{r['cell']}.png)" for r in results
              if (figure_dir / f"{r['cell']}.png").is_file()]
     return " ".join(links) or MISSING
-
-
-def defense_summary(results: list[dict], defense_label: Callable[[dict], str]) -> str:
-    table = []
-    for name, group in grouped(results, defense_label).items():
-        der = [] if group[0]["defense"] == "none" else [r.get("der") for r in group]
-        table.append([name, percent(mean(der)), percent(mean(r.get("post_asr") for r in group)),
-                      percent(mean(r.get("post_clean_miou") for r in group)), str(len(group))])
-    return markdown_table(table, ["defense", "mean DER", "mean post ASR", "mean post mIoU", "cells"])
-
-
-def attack_summary(results: list[dict], attack_label: Callable[[dict], str]) -> str:
-    table = []
-    for name, group in grouped(trained_models(results), attack_label).items():
-        table.append([name] + [percent(mean(r.get(key) for r in group))
-                               for key in ("asr", "baseline_asr", "pba", "clean_miou")] + [str(len(group))])
-    return markdown_table(table, ["attack", "mean ASR", "mean baseline ASR", "mean PBA", "mean clean mIoU", "models"])
 
 
 def cost_tables(results: list[dict], defense_label: Callable[[dict], str]) -> str:
@@ -272,6 +290,11 @@ def configuration(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def matrix_table(matrix: matrices.Matrix) -> str:
+    table = [[row] + [matrix.text(row, column) for column in matrix.columns] for row in matrix.rows]
+    return markdown_table(table, ["attack \\ defense"] + matrix.columns)
+
+
 def markdown_table(rows: list[list[str]], headers: list[str]) -> str:
     # numparse off: cells are already formatted text ("92.0" must not become "92")
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
@@ -298,14 +321,6 @@ def trained_models(results: list[dict]) -> list[dict]:
 def mean(values: Iterable[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return statistics.fmean(present) if present else None
-
-
-def mean_std(values: list[float | None]) -> str:
-    """``93.1`` for one value, ``93.1 ± 0.4`` (sample std) for several, ``–`` for none."""
-    present = [v for v in values if v is not None]
-    if len(present) < 2:
-        return percent(mean(present))
-    return f"{percent(statistics.fmean(present))} ± {100 * statistics.stdev(present):.1f}"
 
 
 def percent(value: float | None) -> str:

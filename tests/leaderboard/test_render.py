@@ -13,29 +13,8 @@ from benchmark.errors import BenchmarkError
 from leaderboard import export_csv, load_results, render_leaderboard
 
 
-def fake_result(cell: str, *, attack: str = "fine_grained", defense: str = "none", seed: int = 0,
-                poison_rate: float = 0.1, clean_miou: float = 0.9, asr: float = 0.8, **extra) -> dict:
-    """A result record with the keys ``benchmark.runner.run`` writes."""
-    result = {
-        "dataset": "synthetic", "model": "unet", "attack": attack, "defense": defense,
-        "poison_rate": poison_rate, "seed": seed, "num_classes": 8, "class_names": ["road", "car"],
-        "image_size": 64, "train_images": 200, "test_images": 50, "batch_size": 32, "epochs": 2,
-        "clean_miou": clean_miou, "asr": asr, "pba": 0.85, "baseline_asr": 0.01,
-        "baseline_clean_miou": 0.91, "post_clean_miou": clean_miou, "post_asr": asr, "post_pba": 0.85,
-        "der": 0.5, "per_class_iou": [0.9, None], "post_per_class_iou": [0.9, None],
-        "poisoned_images": 20, "clean_budget_images": 10, "train_seconds": 12.0,
-        "train_images_per_second": 33.0, "defense_seconds": 0.0, "eval_seconds": 1.0,
-        "attack_params": {"target": "road", "victim": "car", "poison_rate": poison_rate},
-        "defense_params": {}, "defense_report": {}, "device": "cpu", "hardware": "x86_64 CPU, 2 threads",
-        "versions": {"torch": "2.5.0", "timm": "1.0.0", "smp": "0.5.0"},
-        "artifact": f"model-{attack}-{seed}-{poison_rate}", "cell": cell,
-    }
-    result.update(extra)
-    return result
-
-
 @pytest.fixture
-def results_dir(tmp_path: Path) -> Path:
+def results_dir(tmp_path: Path, fake_result) -> Path:
     folder = tmp_path / "results"
     folder.mkdir()
     records = [
@@ -63,11 +42,12 @@ def test_render_is_deterministic(results_dir: Path) -> None:
     assert render_leaderboard(results_dir).encode() == render_leaderboard(results_dir).encode()
 
 
-def test_seeds_of_one_row_give_mean_and_sample_std(results_dir: Path) -> None:
+def test_seeds_of_one_row_give_mean_and_95_percent_interval(results_dir: Path) -> None:
     row = table_row(render_leaderboard(results_dir), "unet", "fine_grained", "10%", "none")
     cells = [p.strip() for p in row.strip("|").split("|")]
-    # n=2; clean mIoU 0.90/0.94 -> 92.0 ± 2.8; ASR 0.80/0.90 -> 85.0 ± 7.1; DER n/a without a defense
-    assert cells[4:7] == ["2", "92.0 ± 2.8", "85.0 ± 7.1"]
+    # n=2, t(0.975, 1) = 12.706: clean mIoU 0.90/0.94 -> sd 0.0283, sem 0.02 -> 92.0 ± 25.4;
+    # ASR 0.80/0.90 -> sd 0.0707, sem 0.05 -> 85.0 ± 63.5; DER n/a without a defense
+    assert cells[4:7] == ["2", "92.0 ± 25.4", "85.0 ± 63.5"]
     assert cells[7] == "1.0 ± 0.0"  # baseline ASR, identical over the seeds
     assert cells[12] == "–"
 
@@ -80,17 +60,51 @@ def test_percentages_and_detection_auroc(results_dir: Path) -> None:
     assert "99.9" in image_level and image_level.rstrip("| ").endswith("–")  # no AUROC
 
 
-def test_summary_and_configuration_sections(results_dir: Path) -> None:
+def cells_of(line: str) -> list[str]:
+    return [p.strip() for p in line.strip("|").split("|")]
+
+
+def test_sections_rankings_and_configuration(results_dir: Path) -> None:
     text = render_leaderboard(results_dir)
-    for heading in ("## synthetic", "## Summary by defense", "## Summary by attack", "## Costs"):
+    for heading in ("## Attack x defense matrices", "### synthetic / unet, poison 10% (2 seeds)",
+                    "## Rankings", "### Defenses", "### Attacks", "## Full table", "### synthetic", "## Costs"):
         assert heading in text
     assert "smp 0.5.0, timm 1.0.0, torch 2.5.0" in text
     assert "10 images (5.0% of the training split)" in text
-    # strip: one cell, DER 67.5, post ASR 20.0, post mIoU 85.0
-    assert [p.strip() for p in table_row(text, "strip").strip("|").split("|")] == ["strip", "67.5", "20.0", "85.0", "1"]
-    # fine_grained: two trained models (c4 shares c1's artifact): mean ASR 85.0, clean mIoU 92.0
-    assert [p.strip() for p in table_row(text, "fine_grained", "85.0").strip("|").split("|")] == [
-        "fine_grained", "85.0", "1.0", "85.0", "92.0", "2"]
+    # strip: one cell, DER 67.5, worst post ASR 20.0 (fine_grained), mIoU cost 90.0 - 85.0 = 5.0
+    assert cells_of(table_row(text, "1", "strip")) == ["1", "strip", "67.5", "20.0 (fine_grained)", "5.0", "1"]
+    # attacks by mean post ASR over defended cells: image_level has none (–), fine_grained 20.0;
+    # fine_grained's undefended ASR: seed 0 -> mean(0.80, 0.80) = 0.80, seed 1 -> 0.90: 85.0 ± 63.5
+    assert cells_of(table_row(text, "1", "fine_grained")) == [
+        "1", "fine_grained", "20.0", "85.0 ± 63.5", "1.0 ± 0.0", "strip (20.0)", "1"]
+
+
+def test_attack_by_defense_matrices(results_dir: Path) -> None:
+    text = render_leaderboard(results_dir)
+    matrix = text.split("**post-defense ASR (none = undefended ASR)**")[1]
+    assert cells_of(table_row(matrix, "attack \\ defense")) == ["attack \\ defense", "none", "strip"]
+    assert cells_of(table_row(matrix, "fine_grained")) == ["fine_grained", "85.0 ± 63.5", "20.0"]
+    assert cells_of(table_row(matrix, "image_level")) == ["image_level", "99.9", "–"]
+    der = text.split("**DER (50 = no effect, 100 = backdoor removed at no cost)**")[1]
+    assert cells_of(table_row(der, "fine_grained")) == ["fine_grained", "67.5"]
+    auroc = text.split("**detection AUROC of triggered vs clean test images**")[1]
+    assert cells_of(table_row(auroc, "fine_grained")) == ["fine_grained", "97.3"]
+
+
+def test_heatmaps_are_written_linked_and_stable(results_dir: Path) -> None:
+    from leaderboard.heatmaps import write_heatmaps
+    from leaderboard.render import leaderboard_views
+
+    figures = results_dir.parent / "figures"
+    paths = write_heatmaps(leaderboard_views(results_dir), figures)
+    assert sorted(p.name for p in paths) == [
+        "heatmap-synthetic-unet-p10-der.png", "heatmap-synthetic-unet-p10-detection_auroc.png",
+        "heatmap-synthetic-unet-p10-post_asr.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths)
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in paths}
+    write_heatmaps(leaderboard_views(results_dir), figures)
+    assert before == {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in paths}  # untouched
+    assert "](figures/heatmap-synthetic-unet-p10-der.png)" in render_leaderboard(results_dir)
 
 
 def test_figure_links_only_for_existing_files(results_dir: Path) -> None:
@@ -104,6 +118,17 @@ def test_figure_links_only_for_existing_files(results_dir: Path) -> None:
     for png in figures.iterdir():
         png.unlink()
     assert "figures/" not in render_leaderboard(results_dir)
+
+
+def test_confidence_interval_against_hand_computed_values() -> None:
+    from leaderboard.stats import spread, spread_text
+
+    # 0.8, 0.9, 1.0: mean 0.9, sd 0.1, sem 0.1/sqrt(3) = 0.057735, t(0.975, 2) = 4.302653
+    found = spread([0.8, 0.9, 1.0, None])
+    assert found.n == 3 and found.mean == pytest.approx(0.9)
+    assert found.half_width == pytest.approx(4.302653 * 0.057735, rel=1e-5)
+    assert spread_text([0.8, 0.9, 1.0]) == "90.0 ± 24.8"
+    assert spread_text([0.5]) == "50.0" and spread_text([None]) == "–"
 
 
 def test_missing_or_empty_results_dir_is_a_one_line_error(tmp_path: Path) -> None:
