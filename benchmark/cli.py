@@ -89,9 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_parser(commands)
     listing = commands.add_parser("list", help="list attacks, defenses, models and datasets with their parameters")
     listing.add_argument("--plugin", action="append", metavar="MODULE_OR_FILE", help="import a plugin first (repeatable)")
-    board = commands.add_parser("leaderboard", help="render the Markdown leaderboard from result files")
+    board = commands.add_parser("leaderboard", help="render the leaderboard (Markdown or an HTML page) from result files")
     board.add_argument("--results", default="runs/results", metavar="DIR", help="folder of result JSON files (default runs/results)")
-    board.add_argument("--output", metavar="FILE", help="write the Markdown here (default: stdout)")
+    board.add_argument("--format", choices=("markdown", "html"), default="markdown",
+                       help="markdown (default; with --output also writes the attack x defense heatmaps to "
+                            "figures/ beside the results folder) or html (one self-contained static page)")
+    board.add_argument("--output", metavar="FILE", help="write the leaderboard here (default: stdout)")
     export = commands.add_parser("export", help="export result files to CSV")
     export.add_argument("--results", default="runs/results", metavar="DIR", help="folder of result JSON files (default runs/results)")
     export.add_argument("--output", metavar="FILE.csv", help="write the CSV here (default: stdout)")
@@ -201,10 +204,21 @@ def _default(f: dataclasses.Field) -> str:
 
 
 def command_leaderboard(args: argparse.Namespace) -> int:
-    from leaderboard import render_leaderboard
     from benchmark.store import atomic_write_text
 
-    text = render_leaderboard(args.results)
+    if args.format == "html":
+        from leaderboard.page import render_html
+
+        text = render_html(args.results)
+    else:
+        from leaderboard import render_leaderboard
+
+        if args.output:  # the Markdown links the heatmaps that exist, so draw them first
+            from leaderboard.heatmaps import write_heatmaps
+            from leaderboard.render import leaderboard_views
+
+            write_heatmaps(leaderboard_views(args.results), Path(args.results).parent / "figures")
+        text = render_leaderboard(args.results)
     if args.output:
         atomic_write_text(Path(args.output), text)
         log.info("wrote %s", args.output)

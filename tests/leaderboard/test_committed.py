@@ -11,6 +11,20 @@ def test_committed_markdown_is_rendered_from_committed_results():
     assert (ROOT / "LEADERBOARD.md").read_text() == render_leaderboard(ROOT / "results")
 
 
+def test_committed_html_page_is_rendered_from_committed_results():
+    from leaderboard.page import render_html
+
+    assert (ROOT / "index.html").read_text() == render_html(ROOT / "results")
+
+
+def test_committed_heatmaps_are_the_committed_results_matrices():
+    from leaderboard.render import leaderboard_views
+
+    views = leaderboard_views(ROOT / "results")
+    names = {view.heatmap_name(matrix) for view in views for matrix in view.matrices}
+    assert names == {p.name for p in (ROOT / "figures").glob("heatmap-*.png")}
+
+
 def test_committed_grid_covers_the_default_grid():
     from leaderboard.render import load_results
 
