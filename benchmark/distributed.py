@@ -149,4 +149,6 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     averages the gradients over the ranks), the model itself otherwise."""
     if not _sharing:
         return model
-    return DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None)
+    # static_graph: zoo encoders hold stages the decoder never uses, always the same ones
+    return DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None,
+                                   static_graph=True)

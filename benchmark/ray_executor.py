@@ -139,10 +139,10 @@ def import_ray() -> ModuleType:
 def connect(ray: ModuleType, address: str | None) -> bool:
     """Join the cluster at ``address`` or start a local one; True if this call connected
     (False: this process was already connected, e.g. by a library user)."""
-    if ray.is_initialized():
-        return False
     if address is not None:
         check_reachable(address)
+    if ray.is_initialized():
+        return False
     try:
         if address is None:
             ray.init(include_dashboard=False, logging_level=logging.WARNING)
