@@ -91,7 +91,9 @@ def shared_training(spec: Any, attacked: bool) -> Iterator[None]:
 
 def follow() -> None:
     """On the other ranks: train each model rank 0 announces, until it announces the end."""
-    from benchmark import runner  # the runner imports this module
+    import models
+    from benchmark import runner  # the runner and the engine import this module
+    from benchmark.engine import resolve_device, seed_everything
 
     while True:
         message: list[Any] = [None]
@@ -101,10 +103,10 @@ def follow() -> None:
         spec, attacked = message[0]
         data = runner.load_dataset(spec)
         attack = runner.make_attack(spec, data) if attacked else None
-        runner.seed_everything(spec.seed)
-        model = runner.models.build(spec.model, data.num_classes, weights=spec.init_weights)
+        seed_everything(spec.seed)  # as rank 0 builds it (DistributedDataParallel then copies rank 0's weights)
+        model = models.build(spec.model, data.num_classes, weights=spec.init_weights)
         with _every_rank_trains():
-            runner.train_model(spec, data, attack, runner.resolve_device(spec.device), model)
+            runner.train_model(spec, data, attack, resolve_device(spec.device), model)
     dist.destroy_process_group()
 
 

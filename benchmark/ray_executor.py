@@ -91,7 +91,7 @@ class RayExecutor:
             return models[path]
 
         for index, spec in enumerate(cells):
-            data, attack, defense, key = runner.prepare(spec)
+            _, attack, _, key = runner.prepare(spec)
             finished = runner.finished_result(spec, key)
             if finished is not None:
                 results[index] = finished
@@ -106,25 +106,29 @@ class RayExecutor:
                  sum(kind == "model" for kind, _, _ in pending.values()))
 
         following = 0
-        with tqdm(total=len(cells), initial=len(results), desc="cells", unit="cell",
-                  disable=None if len(cells) > 1 else True) as bar:
-            while True:
-                while following in results:
-                    yield cells[following], results[following]
-                    following += 1
-                if not pending:
-                    break
-                [task], _ = ray.wait(list(pending), num_returns=1)
-                kind, spec, where = pending.pop(task)
-                files = task_output(ray, task)
-                if kind == "model":
-                    write_files(spec, files, overwrite=True)
-                    runner.counters.trained += 1
-                    log.info("ray: trained %s", where.name)
-                else:
-                    write_files(spec, files, overwrite=False)
-                    results[where] = json.loads(next(v for k, v in files.items() if k.startswith("results/")))
-                    bar.update()
+        try:
+            with tqdm(total=len(cells), initial=len(results), desc="cells", unit="cell",
+                      disable=None if len(cells) > 1 else True) as bar:
+                while True:
+                    while following in results:
+                        yield cells[following], results[following]
+                        following += 1
+                    if not pending:
+                        break
+                    [task], _ = ray.wait(list(pending), num_returns=1)
+                    kind, spec, where = pending.pop(task)
+                    files = task_output(ray, task)
+                    if kind == "model":
+                        write_files(spec, files, overwrite=True)
+                        runner.counters.trained += 1
+                        log.info("ray: trained %s", where.name)
+                    else:
+                        write_files(spec, files, overwrite=False)
+                        results[where] = json.loads(next(v for k, v in files.items() if k.startswith("results/")))
+                        bar.update()
+        finally:  # a failed task or an interrupted driver leaves no work running on the cluster
+            for task in pending:
+                ray.cancel(task, force=True)
 
 
 def import_ray() -> ModuleType:
