@@ -174,9 +174,13 @@ def check_reachable(address: str) -> None:
 def task_resources(ray: ModuleType, spec: RunSpec, gpus_per_task: float, cpus_per_task: int | None) -> dict[str, float]:
     """GPUs when the cells run on CUDA (``cuda``, or ``auto`` on a cluster with GPUs), and CPUs."""
     cuda = spec.device.startswith("cuda") or (spec.device == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
-    if cuda:
-        return {"num_cpus": cpus_per_task or 1, "num_gpus": gpus_per_task}
-    return {"num_cpus": cpus_per_task or torch.get_num_threads()}
+    resources = {"num_cpus": cpus_per_task or 1, "num_gpus": gpus_per_task} if cuda else {
+        "num_cpus": cpus_per_task or torch.get_num_threads()}
+    largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]), default=0)
+    if resources["num_cpus"] > largest:  # Ray would wait for a node that may never join
+        log.warning("each task asks for %d CPUs but the largest node has %d; lower --cpus-per-task",
+                    resources["num_cpus"], largest)
+    return resources
 
 
 def portable(spec: RunSpec) -> RunSpec:

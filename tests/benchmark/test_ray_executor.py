@@ -1,7 +1,7 @@
 """The Ray executor (issue 15): same results as the local executor, a killed worker is retried,
 a killed driver resumes from the store, and a missing Ray or cluster is one line, exit 2.
 
-One local Ray cluster serves the whole session; the CLI runs in this process join it, and the
+One local Ray cluster serves the whole module; the CLI runs in this process join it, and the
 killed driver (a real process) joins it by address."""
 
 import json
@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmark import runner
 from benchmark.cli import main
@@ -46,16 +47,18 @@ def killed_once_unet(num_classes, in_channels):
 '''
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster() -> str:
-    """One small local Ray cluster for the session; its address."""
+    """One small local Ray cluster for this module (shut down after it); its address."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, object_store_memory=80 * 2**20, include_dashboard=False, log_to_driver=False)
+    # CPU tasks take as many CPUs as this process has threads: at least that many, or they never start
+    ray.init(num_cpus=max(2, torch.get_num_threads()), object_store_memory=80 * 2**20, include_dashboard=False,
+             log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def local_grid(tmp_path_factory) -> tuple[list[dict], Path]:
     workdir = tmp_path_factory.mktemp("local")
     return run_json("run", *GRID, "--workdir", str(workdir)), workdir
