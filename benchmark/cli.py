@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tabulate import tabulate
-from tqdm import tqdm
 
 from benchmark.errors import BenchmarkError
 from benchmark.plugin import parse_key_values
@@ -69,6 +68,14 @@ def add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--attack-param", action="append", metavar="KEY=VALUE", help="attack parameter (repeatable; see `list`)")
     run.add_argument("--defense-param", action="append", metavar="KEY=VALUE", help="defense parameter (repeatable; see `list`)")
     run.add_argument("--plugin", action="append", metavar="MODULE_OR_FILE", help="import a plugin module or .py file first (repeatable)")
+    run.add_argument("--executor", choices=("local", "ray"),
+                     help="local (default): cells one after another in this process; ray: trainings and cells as Ray tasks")
+    run.add_argument("--ray-address", metavar="HOST:PORT", help="join this running Ray cluster (default: start a local one)")
+    run.add_argument("--gpus-per-task", type=float, metavar="N",
+                     help="GPUs each Ray task asks for on CUDA; a fraction shares a GPU (default 1)")
+    run.add_argument("--cpus-per-task", type=int, metavar="N",
+                     help="CPUs (and PyTorch threads) each Ray task asks for (default: this machine's thread count "
+                          "on the CPU, which gives the local executor's numbers; 1 on CUDA)")
     run.add_argument("--json", action="store_true", help="print one JSON object per result on stdout")
     run.add_argument("--figures", action="store_true", help="also write PNG figures of each cell under WORKDIR/figures")
 
@@ -121,19 +128,24 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from benchmark import runner
+    from benchmark import distributed, runner
+    from benchmark.executor import make_executor
     from benchmark.grid import build_grid
     from benchmark.plugins import load_plugins
 
     settings = run_settings(args)
+    execute = make_executor(settings)
     load_plugins(settings.pop("plugins"))
+    distributed.start(settings.get("device", "auto"))
     cells = build_grid(settings).cells()
+    if distributed.is_follower():  # torchrun ranks other than 0 only join rank 0's trainings
+        distributed.follow()
+        return 0
     log.info("%d cell(s) to run", len(cells))
     start = time.perf_counter()
     results = []
     before = dataclasses.replace(runner.counters)
-    for spec in tqdm(cells, desc="cells", unit="cell", disable=None if len(cells) > 1 else True):
-        result = runner.run(spec)
+    for spec, result in execute(cells):
         if args.figures:
             from benchmark.figures import cell_figure
 

@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from benchmark import distributed
 from benchmark.datasets import IGNORE_INDEX
 from benchmark.errors import BenchmarkError
 
@@ -106,19 +107,21 @@ def train(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, config: T
     ``stream`` keeps the data on the host and reads batches with ``workers`` processes.
     """
     model = prepare_model(model, device)
+    step_model = distributed.wrap(model, device)  # DistributedDataParallel under torchrun
     if not stream:
         images, masks = images.to(device), masks.to(device)
     n = images.shape[0]
-    steps_per_epoch = len(batch_indices(torch.arange(n), config.batch_size))
+    shuffle = torch.Generator().manual_seed(seed)
+    orders = distributed.shard(torch.stack([torch.randperm(n, generator=shuffle) for _ in range(config.epochs)]))
+    batch_size = distributed.rank_batch_size(config.batch_size)
+    steps_per_epoch = len(batch_indices(orders[0], batch_size))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = one_cycle(optimizer, config.lr, config.epochs * steps_per_epoch)
-    shuffle = torch.Generator().manual_seed(seed)
-    orders = torch.stack([torch.randperm(n, generator=shuffle) for _ in range(config.epochs)])
     if stream:  # one loader for the whole run, so its worker processes start once
-        index_batches = [b for order in orders for b in batch_indices(order, config.batch_size)]
+        index_batches = [b for order in orders for b in batch_indices(order, batch_size)]
         batches = streamed_batches(images, masks, index_batches, device, workers)
     else:  # every epoch's order moves to the device at once: no transfer inside the loop
-        index_batches = [b for order in orders.to(device) for b in batch_indices(order, config.batch_size)]
+        index_batches = [b for order in orders.to(device) for b in batch_indices(order, batch_size)]
         batches = device_batches(images, masks, index_batches)
     model.train()
     loss_value = math.nan
@@ -131,7 +134,7 @@ def train(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, config: T
                 batch_masks = batch_masks.long()
                 if transform is not None:
                     batch_images, batch_masks = transform(batch_images, batch_masks, index)
-                loss = train_step(model, optimizer, to_input(batch_images), batch_masks, device)
+                loss = train_step(step_model, optimizer, to_input(batch_images), batch_masks, device)
                 schedule.step()
                 loss_sum += loss.detach()
                 bar.update()

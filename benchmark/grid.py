@@ -77,7 +77,8 @@ def read_config(path: str) -> dict[str, Any]:
 CONFIG_KEYS = {
     "model", "attack", "defense", "poison_rate", "seed", "dataset", "data_root", "image_size", "resize", "loading", "workers",
     "train_size", "test_size", "epochs", "batch_size", "lr", "clean_fraction", "device", "workdir", "results", "init_weights",
-    "attack_params", "defense_params", "plugins",
+    "attack_params", "defense_params", "plugins", "executor", "ray_address", "gpus_per_task",
+    "cpus_per_task",
 }
 
 

@@ -24,9 +24,9 @@ import torch
 
 import models
 from attacks import Attack
-from benchmark import datasets, metrics
+from benchmark import datasets, distributed, metrics
 from benchmark.datasets import DatasetConfig, SegmentationDataset
-from benchmark.engine import TrainConfig, resolve_device, seed_everything, train
+from benchmark.engine import TrainConfig, TrainStats, resolve_device, seed_everything, train
 from benchmark.errors import BenchmarkError
 from benchmark.evaluate import Evaluation, evaluate
 from benchmark.poisoning import poison_rows, select_budget, select_poison
@@ -132,7 +132,7 @@ def trained_model(spec: RunSpec, data: SegmentationDataset, attack: Attack | Non
     """The model trained on ``data`` poisoned by ``attack`` (clean if None), from cache if there."""
     description = model_description(spec, attack)
     key = content_key(description)
-    path = Path(spec.workdir) / "models" / f"{key}.safetensors"
+    path = model_path(spec, attack)
     label = f"{spec.model}/{attack.name if attack else 'clean'}/seed{spec.seed}"
     seed_everything(spec.seed)
     model = models.build(spec.model, data.num_classes, weights=spec.init_weights)
@@ -142,14 +142,8 @@ def trained_model(spec: RunSpec, data: SegmentationDataset, attack: Attack | Non
             counters.reused += 1
             log.info("reusing trained model %s (%s)", label, key)
             return model.to(device=device, memory_format=torch.channels_last), sidecar
-        poisoned, rows = torch.empty(0, dtype=torch.long), None
-        if attack is not None:
-            poisoned = select_poison(attack, data.train.masks, spec.seed)
-            rows = poison_rows(attack, data.train, poisoned, device) if len(poisoned) else None
-            log.info("%s: poisoned %d of %d training images", label, len(poisoned), len(data.train))
-        stats = train(model, data.train.images, data.train.masks, spec.train, device, spec.seed,
-                      desc=f"train {label}", transform=rows, stream=data.train.streamed,
-                      workers=spec.dataset.workers)
+        with distributed.shared_training(spec, attack is not None):  # torchrun: every rank trains it
+            poisoned, stats = train_model(spec, data, attack, device, model)
         sidecar = {
             "key": key, "description": description, "poisoned_images": len(poisoned),
             "train_seconds": stats.seconds, "train_images_per_second": stats.images_per_second,
@@ -160,13 +154,32 @@ def trained_model(spec: RunSpec, data: SegmentationDataset, attack: Attack | Non
         return model, sidecar
 
 
+def model_path(spec: RunSpec, attack: Attack | None) -> Path:
+    """Where the model trained with ``attack`` (None: the clean baseline) is stored."""
+    return Path(spec.workdir) / "models" / f"{content_key(model_description(spec, attack))}.safetensors"
+
+
+def train_model(spec: RunSpec, data: SegmentationDataset, attack: Attack | None, device: torch.device,
+                model: torch.nn.Module) -> tuple[torch.Tensor, TrainStats]:
+    """Train ``model`` in place on ``data`` poisoned by ``attack`` (clean if None), with no cache:
+    the poisoned training images and the training's statistics."""
+    label = f"{spec.model}/{attack.name if attack else 'clean'}/seed{spec.seed}"
+    poisoned, rows = torch.empty(0, dtype=torch.long), None
+    if attack is not None:
+        poisoned = select_poison(attack, data.train.masks, spec.seed)
+        rows = poison_rows(attack, data.train, poisoned, device) if len(poisoned) else None
+        log.info("%s: poisoned %d of %d training images", label, len(poisoned), len(data.train))
+    stats = train(model, data.train.images, data.train.masks, spec.train, device, spec.seed,
+                  desc=f"train {label}", transform=rows, stream=data.train.streamed,
+                  workers=spec.dataset.workers)
+    return poisoned, stats
+
+
 def model_evaluation(spec: RunSpec, data: SegmentationDataset, trained_with: Attack | None, attack: Attack,
                      device: torch.device, model: torch.nn.Module | None = None) -> Evaluation:
     """The undefended evaluation of the model trained with ``trained_with`` (None: the clean
     model) against ``attack``; cached, so adding a defense to a grid costs only the defense."""
-    key = content_key({"model": model_description(spec, trained_with), "attack": attack.name,
-                       "attack_params": attack.key_params()})
-    path = Path(spec.workdir) / "evaluations" / f"{key}.json"
+    path = evaluation_path(spec, trained_with, attack)
     cached = cached_evaluation(path)
     if cached is not None:
         return cached
@@ -178,6 +191,13 @@ def model_evaluation(spec: RunSpec, data: SegmentationDataset, trained_with: Att
     atomic_write_json(path, json_safe({"clean_miou": result.clean_miou, "asr": result.asr, "pba": result.pba,
                                        "per_class_iou": result.per_class_iou}))
     return result
+
+
+def evaluation_path(spec: RunSpec, trained_with: Attack | None, attack: Attack) -> Path:
+    """Where the undefended evaluation of the model trained with ``trained_with`` against ``attack`` is stored."""
+    key = content_key({"model": model_description(spec, trained_with), "attack": attack.name,
+                       "attack_params": attack.key_params()})
+    return Path(spec.workdir) / "evaluations" / f"{key}.json"
 
 
 EVALUATION_KEYS = {"clean_miou", "asr", "pba", "per_class_iou"}
@@ -229,17 +249,8 @@ def run(spec: RunSpec) -> dict:
     The cell is locked while it runs: a second process on the same workdir waits, then reuses
     the result instead of computing it again.
     """
-    if not 0 < spec.clean_fraction < 1:
-        raise BenchmarkError(f"--clean-fraction must be in (0, 1), got {spec.clean_fraction}")
-    check_writable(Path(spec.workdir), "workdir")
-    check_writable(results_folder(spec), "results folder")
     device = resolve_device(spec.device)
-    models.registry.get(spec.model)  # unknown names fail before any work
-    data = load_dataset(spec)
-    models.check_image_size(spec.model, *data.image_size)
-    attack = make_attack(spec, data)
-    defense = make_defense(spec)
-    key = cell_key(spec, attack, defense)
+    data, attack, defense, key = prepare(spec)
     with file_lock(Path(spec.workdir) / "locks" / f"{key}.lock"):
         finished = finished_result(spec, key)
         if finished is not None:
@@ -248,6 +259,21 @@ def run(spec: RunSpec) -> dict:
         result = compute_cell(spec, data, attack, defense, device, key)
         atomic_write_json(result_path(spec, key), result)
         return result
+
+
+def prepare(spec: RunSpec) -> tuple[SegmentationDataset, Attack, Defense, str]:
+    """Check ``spec`` and build its cell's dataset, attack, defense and key: bad input fails
+    here with one line, before any work."""
+    if not 0 < spec.clean_fraction < 1:
+        raise BenchmarkError(f"--clean-fraction must be in (0, 1), got {spec.clean_fraction}")
+    check_writable(Path(spec.workdir), "workdir")
+    check_writable(results_folder(spec), "results folder")
+    models.registry.get(spec.model)  # unknown names fail before any work
+    data = load_dataset(spec)
+    models.check_image_size(spec.model, *data.image_size)
+    attack = make_attack(spec, data)
+    defense = make_defense(spec)
+    return data, attack, defense, cell_key(spec, attack, defense)
 
 
 def check_writable(folder: Path, what: str) -> None:

@@ -449,3 +449,41 @@ def test_decode_cache_vs_decoding(benchmark, report, files: list[Sample], tmp_pa
            f"{1e3 * statistics.median(decoded):.0f} ms to decode them ({ratio:.3f}x)",
            cache_vs_decode=ratio)
     assert ratio < 0.5
+
+
+# --- 9. the Ray executor vs the local one ------------------------------------------------------
+
+def test_ray_executor_vs_local(benchmark, report, torch_state: int, tmp_path: Path):
+    """The same small grid (one model, one attack, defenses none and pruning: two cells, two
+    trainings) from an empty workdir, by the Ray executor on a one-CPU local cluster (tasks
+    one at a time, like the local executor) vs the local executor. Ray's cost per cell: shipping
+    specs and model bytes, a worker's private workdir, the driver writing the store."""
+    ray = pytest.importorskip("ray")
+    from benchmark.executor import run_local
+    from benchmark.grid import Grid
+    from benchmark.ray_executor import RayExecutor
+
+    # one dataset cache for every round, so each process builds the dataset once, as in a long grid
+    dataset = DatasetConfig(train_size=128, test_size=32, cache_dir=str(tmp_path / "datasets"))
+    grid = Grid(defenses=["none", "pruning"], base=runner.RunSpec(dataset=dataset, train=TrainConfig(epochs=1),
+                                                                   device="cpu"))
+    workdirs = iter(range(1000))
+
+    def fresh(cells: list[runner.RunSpec]) -> list[runner.RunSpec]:
+        workdir = str(tmp_path / str(next(workdirs)))
+        return [runner.RunSpec(**{**vars(spec), "workdir": workdir}) for spec in cells]
+
+    ray.init(num_cpus=1, object_store_memory=80 * 2**20, include_dashboard=False, log_to_driver=False)
+    try:
+        executor = RayExecutor(cpus_per_task=torch_state)
+        remote, local = side_by_side(benchmark, lambda: list(executor(fresh(grid.cells()))),
+                                     lambda: list(run_local(fresh(grid.cells()))), rounds=3)
+    finally:
+        ray.shutdown()
+    cells = len(grid.cells())
+    ratio = paired_ratio(remote, local)
+    per_cell = statistics.median(r - l for r, l in zip(remote, local)) / cells
+    report(f"ray executor: {statistics.median(remote):.1f} s for {cells} cells vs local {statistics.median(local):.1f} s, "
+           f"ratio {ratio:.2f}, Ray's overhead {per_cell:.2f} s per cell",
+           ray_vs_local=ratio, ray_overhead_s_per_cell=per_cell, cells=cells)
+    assert ratio < 3, f"the Ray executor takes {ratio:.1f}x the local one"

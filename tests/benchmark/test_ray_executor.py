@@ -1,0 +1,138 @@
+"""The Ray executor (issue 15): same results as the local executor, a killed worker is retried,
+a killed driver resumes from the store, and a missing Ray or cluster is one line, exit 2.
+
+One local Ray cluster serves the whole module; the CLI runs in this process join it, and the
+killed driver (a real process) joins it by address."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmark import runner
+from benchmark.cli import main
+
+ROOT = Path(__file__).parents[2]
+TINY = ["--train-size", "32", "--test-size", "8", "--image-size", "32", "--epochs", "1", "--batch-size", "16",
+        "--device", "cpu"]
+GRID = [*TINY, "--attack", "fine_grained", "--defense", "none,pruning"]
+TIMINGS = {"train_seconds", "train_images_per_second", "defense_seconds", "eval_seconds"}
+
+KILLED_ONCE_UNET = '''
+import os
+import signal
+from pathlib import Path
+
+import models
+
+
+@models.register("killed_once_unet", size_divisor=32)
+def killed_once_unet(num_classes, in_channels):
+    """The zoo U-Net; the first training step anywhere marks MARK and kills its own process."""
+    model = models.build("unet", num_classes, in_channels)
+
+    def probe(module, args):
+        if module.training and not Path(MARK).exists():
+            Path(MARK).touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    model.register_forward_pre_hook(probe)
+    return model
+'''
+
+
+@pytest.fixture(scope="module")
+def cluster() -> str:
+    """One small local Ray cluster for this module (shut down after it); its address."""
+    ray = pytest.importorskip("ray")
+    # CPU tasks take as many CPUs as this process has threads: at least that many, or they never start
+    ray.init(num_cpus=max(2, torch.get_num_threads()), object_store_memory=80 * 2**20, include_dashboard=False,
+             log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_grid(tmp_path_factory) -> tuple[list[dict], Path]:
+    workdir = tmp_path_factory.mktemp("local")
+    return run_json("run", *GRID, "--workdir", str(workdir)), workdir
+
+
+def run_json(*args: str) -> list[dict]:
+    """``main(args)`` with ``--json``, its results parsed from stdout (where Ray also prints
+    its notices of dead workers, as ``(raylet) ...`` lines)."""
+    from contextlib import redirect_stdout
+    from io import StringIO
+
+    out = StringIO()
+    with redirect_stdout(out):
+        assert main(["-q", *args, "--json"]) == 0
+    return [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{")]
+
+
+def store(workdir: Path) -> list[str]:
+    return sorted(p.relative_to(workdir).as_posix() for p in workdir.rglob("*") if p.suffix in (".json", ".safetensors"))
+
+
+def test_a_ray_grid_gives_the_local_executors_results(cluster, local_grid, tmp_path):
+    local, local_workdir = local_grid
+    remote = run_json("run", *GRID, "--workdir", str(tmp_path), "--executor", "ray")
+    assert [r["cell"] for r in remote] == [r["cell"] for r in local] and len(local) == 2
+    for ours, theirs in zip(remote, local):
+        assert {k: v for k, v in ours.items() if k not in TIMINGS} == {k: v for k, v in theirs.items() if k not in TIMINGS}
+    assert store(tmp_path) == store(local_workdir)  # the same models, evaluations and results, written by the driver
+
+
+def test_a_worker_killed_mid_training_is_retried(cluster, tmp_path):
+    mark = tmp_path / "killed"
+    plugin = tmp_path / "killed_once.py"
+    plugin.write_text(f"MARK = {str(mark)!r}\n" + KILLED_ONCE_UNET)
+    (result,) = run_json("run", *TINY, "--model", "killed_once_unet", "--plugin", str(plugin),
+                         "--workdir", str(tmp_path / "work"), "--executor", "ray")
+    assert mark.exists()  # a worker died inside a training, and Ray ran the task again
+    assert result["clean_miou"] > 0 and len(list((tmp_path / "work" / "models").glob("*.safetensors"))) == 2
+
+
+def test_a_killed_driver_resumes_without_retraining_finished_models(cluster, tmp_path):
+    args = ["run", *TINY, "--workdir", str(tmp_path), "--executor", "ray", "--ray-address", cluster]
+    driver = subprocess.Popen([sys.executable, "-m", "benchmark", "-q", *args],
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(tmp_path.glob("models/*.json")) and driver.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    finished = {p: p.stat().st_mtime_ns for p in tmp_path.glob("models/*.safetensors") if p.with_suffix(".json").exists()}
+    assert len(finished) == 1 and not list(tmp_path.glob("results/*.json"))  # one of the cell's two models
+
+    trained = runner.counters.trained
+    (result,) = run_json(*args)
+    assert len(list(tmp_path.glob("models/*.safetensors"))) == 2 and result["clean_miou"] > 0
+    assert runner.counters.trained - trained == 1
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # reused, never rewritten
+
+
+def test_an_unreachable_cluster_is_one_line_exit_2(capsys, tmp_path):
+    assert main(["-q", "run", *TINY, "--workdir", str(tmp_path), "--executor", "ray", "--ray-address", "127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot reach the Ray cluster at '127.0.0.1:9'") and err.count("\n") == 1
+    assert not (tmp_path / "models").exists()
+
+
+def test_ray_not_installed_is_one_line_exit_2(capsys, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    assert main(["-q", "run", *TINY, "--workdir", str(tmp_path), "--executor", "ray"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --executor ray needs Ray, which is not installed") and err.count("\n") == 1
+
+
+def test_ray_flags_need_the_ray_executor(capsys, tmp_path):
+    assert main(["-q", "run", *TINY, "--workdir", str(tmp_path), "--gpus-per-task", "0.5"]) == 2
+    assert "need --executor ray" in capsys.readouterr().err
