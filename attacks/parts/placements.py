@@ -23,13 +23,15 @@ def check_fits(size: int, masks: torch.Tensor) -> None:
 def inside_one_region(masks: torch.Tensor, size: int, allowed: torch.Tensor) -> torch.Tensor:
     """``[B,H-s+1,W-s+1]`` bool: top-left positions where the ``size`` patch lies wholly inside
     one region of a class with ``allowed[class]`` (``[C]`` bool; ignore never is) - the class
-    regions eroded by the patch, as IBA erodes them by half the trigger size around its centre."""
+    regions eroded by the patch, as IBA erodes them by half the trigger size around its centre.
+    A window is inside one region when its largest and smallest label agree: two max-pools,
+    whatever the number of classes."""
     check_fits(size, masks)
-    num_classes = allowed.shape[0]
-    labels = masks.long().clamp(max=num_classes)  # ignore -> a spare channel, never allowed
-    onehot = F.one_hot(labels, num_classes + 1)[..., :num_classes].permute(0, 3, 1, 2).float()
-    eroded = -F.max_pool2d(-onehot, kernel_size=size, stride=1)  # 1 where the window is all that class
-    return (eroded[:, allowed] > 0.5).any(dim=1)
+    labels = masks.unsqueeze(1).float()
+    largest = F.max_pool2d(labels, kernel_size=size, stride=1)[:, 0]
+    smallest = -F.max_pool2d(-labels, kernel_size=size, stride=1)[:, 0]
+    table = torch.cat([allowed, allowed.new_zeros(1)])  # any label beyond the classes (ignore) -> not allowed
+    return (largest == smallest) & table[smallest.long().clamp(max=allowed.shape[0])]
 
 
 def within_band(region: torch.Tensor, near: float, far: float) -> torch.Tensor:
