@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from attacks import Attack
-from benchmark.datasets import Split
+from benchmark.datasets import SegmentationDataset, Split
 from benchmark.engine import to_input
 from benchmark.errors import BenchmarkError
 
@@ -27,10 +27,11 @@ WARN_ONLY_WHEN_NONE_ELIGIBLE = {"fine_grained", "image_level"}
 trained on clean data): stored results and tests rely on it. Every other attack stops with one line."""
 
 
-def check_instances(attack: Attack, split: Split, dataset: str) -> None:
-    """An attack that needs instance ids fails at once, in one line, on a dataset without them."""
-    if attack.needs_instances and split.instances is None:
-        raise BenchmarkError(f"attack {attack.name} needs instance ids, but dataset {dataset} has none "
+def check_instances(attack: Attack, data: SegmentationDataset) -> None:
+    """An attack that needs instance ids fails at once, in one line, on a dataset without them
+    (in either split)."""
+    if attack.needs_instances and (data.train.instances is None or data.test.instances is None):
+        raise BenchmarkError(f"attack {attack.name} needs instance ids, but dataset {data.name} has none "
                              f"(synthetic has them; cityscapes reads *_gtFine_instanceIds.png)")
 
 

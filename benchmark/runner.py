@@ -101,7 +101,7 @@ def make_attack(spec: RunSpec, data: SegmentationDataset) -> Attack:
             raise BenchmarkError("poison rate given twice (--poison-rate and --attack-param poison_rate)")
         params["poison_rate"] = spec.poison_rate
     attack = attack_class.create(params, class_names=data.class_names)
-    check_instances(attack, data.train, data.name)
+    check_instances(attack, data)
     images, masks = data.train.images[:2].float() / 255, data.train.masks[:2].long()
     scene = scene_of(attack, data.train.instances, slice(0, 2))
     try:
