@@ -81,9 +81,15 @@ def rate_figure(groups: dict[str, dict[float, list[dict]]], path: Path) -> None:
 
 
 def band_results(results: list[dict], rate: float) -> dict[str, dict[tuple[float, float], list[dict]]]:
+    """``iba_nni`` / ``iba_prl`` results at ``rate`` by band, keeping the seeds every band has
+    (so bands are compared on the same seeds)."""
+    chosen = [r for r in results if r["attack"] in BAND_ATTACKS and r["poison_rate"] == rate]
+    bands = {(r["attack_params"]["near"], r["attack_params"]["far"]) for r in chosen}
+    common = set.intersection(*({r["seed"] for r in chosen if (r["attack_params"]["near"], r["attack_params"]["far"]) == b}
+                                for b in bands)) if bands else set()
     groups: dict[str, dict[tuple[float, float], list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for r in results:
-        if r["attack"] in BAND_ATTACKS and r["poison_rate"] == rate:
+    for r in chosen:
+        if r["seed"] in common:
             groups[r["attack"]][(r["attack_params"]["near"], r["attack_params"]["far"])].append(r)
     return groups
 
