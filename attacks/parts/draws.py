@@ -35,7 +35,7 @@ def image_keys(masks: torch.Tensor, seed: int) -> torch.Tensor:
 def uniform(keys: torch.Tensor, counters: torch.Tensor) -> torch.Tensor:
     """Uniform floats in [0, 1): one for each (key, counter) pair (broadcast)."""
     bits = mix(mix(keys) + counters.long() * 0x2545F4914F6CDD1D)
-    return (bits >> 38).double() / float(1 << 24)
+    return (bits >> 38).float() / float(1 << 24)  # 24 bits: exact in float32 on every device
 
 
 def pick(eligible: torch.Tensor, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
