@@ -45,12 +45,13 @@ def select_poison(attack: Attack, masks: torch.Tensor, seed: int, instances: tor
     """Indices of the training images to poison: ``poison_rate`` of the whole set, drawn
     among the images ``attack.eligible`` allows (capped, with a warning, if too few are; an
     error if none is, except for the seed attacks)."""
-    eligible = torch.cat([attack.eligible(masks[i:i + CHUNK].long(), **scene_of(attack, instances, slice(i, i + CHUNK))).cpu()
-                          for i in range(0, len(masks), CHUNK)])
+    eligible = torch.cat([attack.eligible(masks[i:i + CHUNK].long(), **scene_of(attack, instances, slice(i, i + CHUNK)))
+                          .cpu() for i in range(0, len(masks), CHUNK)])
     candidates = eligible.nonzero().flatten()
     if len(candidates) == 0 and attack.name not in WARN_ONLY_WHEN_NONE_ELIGIBLE:
+        classes = ", ".join(f"{k}={v}" for k, v in attack.params().items() if k in ("target", "victims", "condition"))
         raise BenchmarkError(f"attack {attack.name}: no training image is eligible for poisoning "
-                             f"(check its classes: {', '.join(f'{k}={v}' for k, v in attack.params().items() if k in ('target', 'victims', 'condition'))})")
+                             f"(check its classes, {classes}, and its trigger size)")
     wanted = round(attack.poison_rate * len(masks))
     if wanted > len(candidates):
         log.warning("%s: poison rate %.3f asks for %d images but only %d are eligible; poisoning those",
