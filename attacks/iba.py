@@ -41,6 +41,9 @@ class IBA(FineGrained):
     axes = {"trigger": "patch", "placement": "inside one non-victim region (random)",
             "label rule": "victims -> target", "selection": "images containing a victim, with room"}
 
+    trigger_size: int = 16
+    """Side of the square patch, in pixels (larger than the seed attacks' 12: a trigger away
+    from the victim needs to be more salient to be learned in a short training on ``synthetic``)."""
     placement_seed: int = 0
     """Seed of the per-image position draw."""
 
