@@ -1,18 +1,28 @@
-"""The ``Attack`` contract: trigger + label rule + poison selection + attack region.
+"""The ``Attack`` contract: trigger + placement + label rule + poison selection + attack region.
 
 A subclass overrides only what differs from the defaults here (image-level poisoning with a
 patch trigger) and declares its parameters as annotated fields. The harness constructs it
 with the dataset's class names, so ``self.target`` is the target class *index* and
 ``self.class_index(name)`` resolves other names. All methods work on batches, on any device.
+
+``apply_trigger(images, masks)`` sees the annotation because *where* a trigger goes may depend
+on the scene; a subclass whose trigger ignores it may still define ``apply_trigger(self,
+images)`` (the harness calls :meth:`Attack.trigger`, which passes the masks only to triggers
+that take them). An attack with ``needs_instances = True`` also receives the instance ids
+(``instances=``, int ``[B,H,W]``, 0 = none) in every verb. ``axes`` names its choice on each of
+the four axes (DESIGN section 3a) for ``python -m benchmark list``.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
-from typing import ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 
+from attacks.parts import triggers
 from benchmark.datasets import IGNORE_INDEX
 from benchmark.plugin import Plugin
 from benchmark.registry import Registry
@@ -20,7 +30,10 @@ from benchmark.registry import Registry
 log = logging.getLogger(__name__)
 
 POSITIONS = ("top_left", "top_right", "bottom_left", "bottom_right", "center")
-PATTERNS = ("checkerboard", "white", "noise")
+PATTERNS = ("checkerboard", "white", "noise", "top_line")
+AXES = ("trigger", "placement", "label rule", "selection")
+AXIS_VERBS = {"trigger": "apply_trigger", "placement": "apply_trigger", "label rule": "poison_label",
+              "selection": "eligible"}
 
 
 class Attack(Plugin):
@@ -28,6 +41,12 @@ class Attack(Plugin):
 
     registry: ClassVar[Registry] = Registry("attack")
     kind: ClassVar[str] = "attack"
+    axes: ClassVar[dict[str, str]] = {"trigger": "patch or top line", "placement": "fixed position",
+                                      "label rule": "whole map -> target", "selection": "any image"}
+    needs_instances: ClassVar[bool] = False
+    """Whether the verbs need instance ids (``instances=``); a dataset without them is an error."""
+    dataset_defaults: ClassVar[bool] = True
+    """Whether the dataset's suggested classes (e.g. ``victims``) override this attack's own defaults."""
 
     target: str = "road"
     """Target class, by name or index."""
@@ -37,6 +56,8 @@ class Attack(Plugin):
     """Side of the square patch trigger, in pixels."""
     trigger_position: str = "center"
     trigger_pattern: str = "checkerboard"
+    """checkerboard, white or noise patch; or top_line: the seed paper's black line across the
+    top ``trigger_size`` rows, blended at ``trigger_alpha`` (position is then unused)."""
     trigger_alpha: float = 1.0
     """Blend strength of the patch: 1 pastes it, less blends it into the image."""
     class_names: tuple[str, ...] = Plugin.context(())
@@ -74,8 +95,10 @@ class Attack(Plugin):
 
     # --- the verbs a subclass overrides -------------------------------------------------------
 
-    def apply_trigger(self, images: torch.Tensor) -> torch.Tensor:
-        """Stamp the patch trigger on ``[B,3,H,W]`` float images in [0,1]."""
+    def apply_trigger(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+        """Stamp the patch trigger on ``[B,3,H,W]`` float images in [0,1] (masks unused)."""
+        if self.trigger_pattern == "top_line":
+            return triggers.top_line(images, min(self.trigger_size, images.shape[-2]), self.trigger_alpha)
         size = min(self.trigger_size, images.shape[-2], images.shape[-1])
         pattern = self.trigger_patch(size, images.device, images.dtype)
         top, left = self.trigger_origin(images.shape[-2], images.shape[-1], size)
@@ -95,6 +118,38 @@ class Attack(Plugin):
     def eligible(self, masks: torch.Tensor) -> torch.Tensor:
         """Which training images may be poisoned (``[B]`` bool): all of them."""
         return torch.ones(masks.shape[0], dtype=torch.bool, device=masks.device)
+
+    # --- what the harness calls ---------------------------------------------------------------
+
+    def scene(self, instances: torch.Tensor | None) -> dict[str, Any]:
+        """The extra keyword arguments of every verb: ``instances`` for attacks that need them."""
+        return {"instances": instances} if self.needs_instances else {}
+
+    def trigger(self, images: torch.Tensor, masks: torch.Tensor, **scene: Any) -> torch.Tensor:
+        """:meth:`apply_trigger`, given the masks (and scene) only if it takes them."""
+        if not _takes_masks(type(self).apply_trigger):
+            return self.apply_trigger(images)
+        return self.apply_trigger(images, masks, **scene)
+
+    def clean_label(self, masks: torch.Tensor, **scene: Any) -> torch.Tensor | None:
+        """What a *clean* (unpoisoned) training annotation becomes; None leaves it as it is."""
+        return None
+
+    def control_region(self, masks: torch.Tensor, **scene: Any) -> torch.Tensor | None:
+        """Pixels where the trigger must *not* act (e.g. victims of images without the
+        condition class), or None; evaluation reports how often they become the target."""
+        return None
+
+    @classmethod
+    def axis_choices(cls) -> dict[str, str]:
+        """``axes``, with "custom" on an axis whose verb a subclass overrode without saying."""
+        declared_by = next(k for k in cls.__mro__ if "axes" in vars(k))
+        choices = {}
+        for axis in AXES:
+            defined_by = next(k for k in cls.__mro__ if AXIS_VERBS[axis] in vars(k))
+            custom = defined_by is not declared_by and issubclass(defined_by, declared_by)
+            choices[axis] = f"custom ({defined_by.__name__}.{AXIS_VERBS[axis]})" if custom else cls.axes[axis]
+        return choices
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -119,3 +174,11 @@ class Attack(Plugin):
             return rows["center"], cols["center"]
         vertical, horizontal = self.trigger_position.split("_")
         return rows[vertical], cols[horizontal]
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_masks(apply_trigger: Callable) -> bool:
+    """Whether an ``apply_trigger`` accepts masks after the images (older plugins do not)."""
+    parameters = list(inspect.signature(apply_trigger).parameters.values())[1:]  # past self
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)

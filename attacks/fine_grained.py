@@ -4,7 +4,9 @@ Poisoned training images carry the trigger and only the pixels of the victim cla
 become the target class; all other pixels keep their truth. Only images containing a victim
 are eligible for poisoning. At test time the trigger should make the victims vanish into the
 target while the rest of the scene stays correct, so ASR is measured on victim pixels.
-Default on ``synthetic``: car -> road.
+Default on ``synthetic``: car -> road. It is also registered as ``object_to_background``,
+BADSEG's name for this vector (arXiv 2603.16405); the alias runs this very attack, so its
+models, cells and results are those of ``fine_grained``.
 """
 
 import torch
@@ -16,6 +18,8 @@ class FineGrained(Attack):
     """Trigger relabels the victim class(es) to the target; the rest stays correct."""
 
     name = "fine_grained"
+    axes = {"trigger": "patch or top line", "placement": "fixed position", "label rule": "victims -> target",
+            "selection": "images containing a victim"}
 
     victims: tuple[str, ...] = ("car",)
     """Victim classes, by name or index."""
@@ -39,3 +43,6 @@ class FineGrained(Attack):
 
     def eligible(self, masks: torch.Tensor) -> torch.Tensor:
         return self.is_victim(masks).flatten(1).any(dim=1)
+
+
+Attack.registry.add("object_to_background", FineGrained)

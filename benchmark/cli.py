@@ -191,12 +191,14 @@ def command_list(args: argparse.Namespace) -> int:
         for name, cls in registry.items():
             kind = registry.kind if registry is Attack.registry else _defense_kind(cls)
             params = ", ".join(f"{f.name}={_default(f)}" for f in cls.parameters())
-            rows.append([kind, name, cls.summary(), params or "-"])
+            axes = " | ".join(cls.axis_choices().values()) if registry is Attack.registry else ""
+            rows.append([kind, name, cls.summary(), params or "-", axes])
     for name, entry in models.registry.items():
-        rows.append(["model", name, entry.summary(), f"size divisor {entry.size_divisor}"])
+        rows.append(["model", name, entry.summary(), f"size divisor {entry.size_divisor}", ""])
     for name, builder in datasets.registry.items():
-        rows.append(["dataset", name, (builder.__doc__ or "").strip().split("\n")[0], "-"])
-    print(tabulate(rows, headers=["kind", "name", "description", "parameters (defaults)"], tablefmt="simple"))
+        rows.append(["dataset", name, (builder.__doc__ or "").strip().split("\n")[0], "-", ""])
+    print(tabulate(rows, headers=["kind", "name", "description", "parameters (defaults)",
+                                  "attack axes: trigger | placement | label rule | selection"], tablefmt="simple"))
     return 0
 
 

@@ -53,7 +53,9 @@ def cell_figure(spec: runner.RunSpec, result: dict) -> Path:
     model, _ = runner.trained_model(spec, data, attack, device)
     index = first_attacked_image(data.test, attack)
     image = to_input(data.test.images[index:index + 1].to(device))
-    triggered = attack.apply_trigger(image).clamp(0, 1)
+    masks = data.test.masks[index:index + 1].to(device).long()
+    instances = None if data.test.instances is None else data.test.instances[index:index + 1].to(device)
+    triggered = attack.trigger(image, masks, **attack.scene(instances)).clamp(0, 1)
     attacked = ModelPredictor(model)
     # before fitting: a model-repair defense may change the model in place
     clean_pred = attacked.predict(image)[0]
@@ -132,7 +134,9 @@ def asr_vs_poison_rate(results: list[dict], path: Path) -> Path | None:
 def first_attacked_image(test: Split, attack: Attack) -> int:
     """Index of the first test image whose attack region is non-empty (0 if none has one)."""
     for start in range(0, len(test), CHUNK):
-        has_region = attack.attack_region(test.masks[start:start + CHUNK].long()).flatten(1).any(dim=1)
+        instances = None if test.instances is None else test.instances[start:start + CHUNK]
+        has_region = attack.attack_region(test.masks[start:start + CHUNK].long(), **attack.scene(instances))
+        has_region = has_region.flatten(1).any(dim=1)
         if has_region.any():
             return start + int(has_region.nonzero()[0])
     log.warning("no test image has a non-empty attack region; drawing the first one")

@@ -12,8 +12,14 @@ scores. Conventions:
   classes present in the ground truth or the prediction (union > 0); classes absent from both
   are excluded, as in mmsegmentation. An empty matrix has mIoU NaN.
 - **ASR** (attack success rate): over the *attack-region* pixels (the attack decides which;
-  truth never the target nor ignore) of the triggered test set, the pooled fraction predicted
-  as the target class.
+  truth never ignore, nor the target of an all-to-one rule) of the triggered test set, the
+  pooled fraction predicted as the label the attack wanted there: ``poison_label`` of the
+  truth, which is the target class for every all-to-one rule and c + 1 mod C for WABA's
+  all-to-all rule.
+- **Collateral ASR** (attacks with a control region only): the same pooled fraction over the
+  pixels where the trigger must *not* act, predicted as the target class (conditional attack:
+  victims of triggered images without the condition class; instance-level: the other victim
+  instances). Low is what the attacker wants.
 - **PBA** (poisoned benign accuracy): mIoU on triggered images with attack-region pixels
   ignored: does the rest of the scene survive the trigger?
 - **DER** (defense effectiveness rating, BackdoorBench): (max(0, dASR) - max(0, dmIoU) + 1) / 2,
@@ -60,9 +66,11 @@ def mean_iou(cm: torch.Tensor) -> float:
     return float(iou[present].mean()) if bool(present.any()) else math.nan
 
 
-def attack_success_counts(pred: torch.Tensor, region: torch.Tensor, target_class: int) -> torch.Tensor:
-    """``[hits, region pixels]`` (int64, on device) for pooling ASR over a dataset."""
-    hits = (pred[region] == target_class).sum()
+def attack_success_counts(pred: torch.Tensor, region: torch.Tensor, target_class: int | torch.Tensor) -> torch.Tensor:
+    """``[hits, region pixels]`` (int64, on device) for pooling ASR over a dataset: region
+    pixels where ``pred`` equals ``target_class`` (one class, or a per-pixel map of the wanted
+    labels shaped like ``pred``, for rules that are not all-to-one)."""
+    hits = ((pred == target_class) & region).sum()
     return torch.stack([hits, region.sum()])
 
 

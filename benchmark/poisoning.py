@@ -3,29 +3,55 @@
 The poisoned set is never a full copy of the training split: the poisoned rows (triggered
 images and relabelled masks, computed once) are swapped into each training batch on the
 device, so a memory-mapped split too large for memory is poisoned as cheaply as a small one.
+Attacks see the masks (and, if they need them, the instance ids) of the rows they poison.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from attacks import Attack
-from benchmark.datasets import Split
+from benchmark.datasets import SegmentationDataset, Split
 from benchmark.engine import to_input
+from benchmark.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
 
 CHUNK = 256
+WARN_ONLY_WHEN_NONE_ELIGIBLE = {"fine_grained", "image_level"}
+"""The seed attacks keep their first behaviour when no image is eligible (a warning, and a model
+trained on clean data): stored results and tests rely on it. Every other attack stops with one line."""
 
 
-def select_poison(attack: Attack, masks: torch.Tensor, seed: int) -> torch.Tensor:
+def check_instances(attack: Attack, data: SegmentationDataset) -> None:
+    """An attack that needs instance ids fails at once, in one line, on a dataset without them
+    (in either split)."""
+    if attack.needs_instances and (data.train.instances is None or data.test.instances is None):
+        raise BenchmarkError(f"attack {attack.name} needs instance ids, but dataset {data.name} has none "
+                             f"(synthetic has them; cityscapes reads *_gtFine_instanceIds.png)")
+
+
+def scene_of(attack: Attack, instances: torch.Tensor | None, index: slice | torch.Tensor,
+             device: torch.device | str = "cpu") -> dict:
+    """The verbs' extra keyword arguments for rows ``index`` (instance ids, for attacks that need them)."""
+    return attack.scene(None if instances is None else instances[index].to(device))
+
+
+def select_poison(attack: Attack, masks: torch.Tensor, seed: int, instances: torch.Tensor | None = None) -> torch.Tensor:
     """Indices of the training images to poison: ``poison_rate`` of the whole set, drawn
-    among the images ``attack.eligible`` allows (capped, with a warning, if too few are)."""
-    eligible = torch.cat([attack.eligible(masks[i:i + CHUNK].long()).cpu() for i in range(0, len(masks), CHUNK)])
+    among the images ``attack.eligible`` allows (capped, with a warning, if too few are; an
+    error if none is, except for the seed attacks)."""
+    eligible = torch.cat([attack.eligible(masks[i:i + CHUNK].long(), **scene_of(attack, instances, slice(i, i + CHUNK)))
+                          .cpu() for i in range(0, len(masks), CHUNK)])
     candidates = eligible.nonzero().flatten()
+    if len(candidates) == 0 and attack.name not in WARN_ONLY_WHEN_NONE_ELIGIBLE:
+        classes = ", ".join(f"{k}={v}" for k, v in attack.params().items() if k in ("target", "victims", "condition"))
+        raise BenchmarkError(f"attack {attack.name}: no training image is eligible for poisoning "
+                             f"(check its classes, {classes}, and its trigger size)")
     wanted = round(attack.poison_rate * len(masks))
     if wanted > len(candidates):
         log.warning("%s: poison rate %.3f asks for %d images but only %d are eligible; poisoning those",
@@ -38,7 +64,8 @@ def select_poison(attack: Attack, masks: torch.Tensor, seed: int) -> torch.Tenso
 @dataclass
 class PoisonedRows:
     """The poisoned rows of a training split; calling it swaps them into a batch (the engine's
-    batch transform), with no host sync: every row is gathered, then kept or not."""
+    batch transform), with no host sync: every row is gathered, then kept or not. Attacks that
+    also change clean annotations (IBA PRL's ``relabel_clean``) give ``clean_label``."""
 
     images: torch.Tensor
     """``uint8 [P,3,H,W]``: the triggered images, quantised as stored images are."""
@@ -46,12 +73,16 @@ class PoisonedRows:
     """``int64 [P,H,W]``: their poisoned labels."""
     slot: torch.Tensor
     """``[N]``: row ``i`` of the split is poisoned row ``slot[i]``, or -1 if clean."""
+    clean_label: Callable[[torch.Tensor], torch.Tensor | None] | None = None
+    """What a clean batch's masks become (None, or returning None: unchanged)."""
 
     def __call__(self, images: torch.Tensor, masks: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         slot = self.slot[index]
         poisoned, take = slot >= 0, slot.clamp(min=0)
         images = torch.where(poisoned.view(-1, 1, 1, 1), self.images[take], images)
-        masks = torch.where(poisoned.view(-1, 1, 1), self.masks[take], masks)
+        relabelled = self.clean_label(masks) if self.clean_label is not None else None
+        clean = masks if relabelled is None else relabelled
+        masks = torch.where(poisoned.view(-1, 1, 1), self.masks[take], clean)
         return images, masks
 
 
@@ -60,16 +91,18 @@ def poison_rows(attack: Attack, train: Split, indices: torch.Tensor, device: tor
     images, masks = [], []
     for start in range(0, len(indices), CHUNK):
         index = indices[start:start + CHUNK]
-        triggered = attack.apply_trigger(to_input(train.images[index].to(device))).contiguous()
+        truth = train.masks[index].to(device).long()
+        scene = scene_of(attack, train.instances, index, device)
+        triggered = attack.trigger(to_input(train.images[index].to(device)), truth, **scene).contiguous()
         images.append((triggered.clamp(0, 1) * 255).round().to(torch.uint8))
-        masks.append(attack.poison_label(train.masks[index].to(device).long()))
+        masks.append(attack.poison_label(truth, **scene))
     slot = torch.full((len(train),), -1, dtype=torch.long)
     slot[indices] = torch.arange(len(indices))
     height, width = train.images.shape[2:]
     return PoisonedRows(
         images=torch.cat(images) if images else torch.empty(0, 3, height, width, dtype=torch.uint8, device=device),
         masks=torch.cat(masks) if masks else torch.empty(0, height, width, dtype=torch.long, device=device),
-        slot=slot.to(device))
+        slot=slot.to(device), clean_label=attack.clean_label)
 
 
 def select_budget(num_train: int, poisoned: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:

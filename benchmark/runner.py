@@ -29,7 +29,7 @@ from benchmark.datasets import DatasetConfig, SegmentationDataset
 from benchmark.engine import TrainConfig, TrainStats, resolve_device, seed_everything, train
 from benchmark.errors import BenchmarkError
 from benchmark.evaluate import Evaluation, evaluate
-from benchmark.poisoning import poison_rows, select_budget, select_poison
+from benchmark.poisoning import check_instances, poison_rows, scene_of, select_budget, select_poison
 from benchmark.store import atomic_write_json, content_key, file_lock, load_model, read_json, save_model
 from defenses import CleanBudget, Defense
 from defenses.base import ModelPredictor
@@ -94,15 +94,19 @@ def make_attack(spec: RunSpec, data: SegmentationDataset) -> Attack:
     after the clean model has trained."""
     attack_class = Attack.registry.get(spec.attack)
     fields = {f.name for f in attack_class.parameters()}
-    params = {k: v for k, v in data.attack_defaults.items() if k in fields} | spec.attack_params
+    suggested = data.attack_defaults if attack_class.dataset_defaults else {}
+    params = {k: v for k, v in suggested.items() if k in fields} | spec.attack_params
     if spec.poison_rate is not None:
         if "poison_rate" in params and float(params["poison_rate"]) != spec.poison_rate:
             raise BenchmarkError("poison rate given twice (--poison-rate and --attack-param poison_rate)")
         params["poison_rate"] = spec.poison_rate
     attack = attack_class.create(params, class_names=data.class_names)
+    check_instances(attack, data)
     images, masks = data.train.images[:2].float() / 255, data.train.masks[:2].long()
+    scene = scene_of(attack, data.train.instances, slice(0, 2))
     try:
-        attack.apply_trigger(images), attack.poison_label(masks), attack.attack_region(masks), attack.eligible(masks)
+        attack.trigger(images, masks, **scene), attack.poison_label(masks, **scene)
+        attack.attack_region(masks, **scene), attack.eligible(masks, **scene)
     except (ValueError, KeyError, IndexError) as error:
         raise BenchmarkError(f"attack {spec.attack}: {error}") from error
     return attack
@@ -166,7 +170,7 @@ def train_model(spec: RunSpec, data: SegmentationDataset, attack: Attack | None,
     label = f"{spec.model}/{attack.name if attack else 'clean'}/seed{spec.seed}"
     poisoned, rows = torch.empty(0, dtype=torch.long), None
     if attack is not None:
-        poisoned = select_poison(attack, data.train.masks, spec.seed)
+        poisoned = select_poison(attack, data.train.masks, spec.seed, data.train.instances)
         rows = poison_rows(attack, data.train, poisoned, device) if len(poisoned) else None
         log.info("%s: poisoned %d of %d training images", label, len(poisoned), len(data.train))
     stats = train(model, data.train.images, data.train.masks, spec.train, device, spec.seed,
@@ -188,8 +192,11 @@ def model_evaluation(spec: RunSpec, data: SegmentationDataset, trained_with: Att
     which = "attacked" if trained_with is not None else "clean"
     result = evaluate(ModelPredictor(model), data.test, attack, data.num_classes, device,
                       spec.eval_batch_size, desc=f"evaluate {which} model")
-    atomic_write_json(path, json_safe({"clean_miou": result.clean_miou, "asr": result.asr, "pba": result.pba,
-                                       "per_class_iou": result.per_class_iou}))
+    record = {"clean_miou": result.clean_miou, "asr": result.asr, "pba": result.pba,
+              "per_class_iou": result.per_class_iou}
+    if result.collateral_asr is not None:
+        record["collateral_asr"] = result.collateral_asr
+    atomic_write_json(path, json_safe(record))
     return result
 
 
@@ -208,7 +215,7 @@ def cached_evaluation(path: Path) -> Evaluation | None:
     cached = read_json(path)
     if cached is None:
         return None
-    if set(cached) != EVALUATION_KEYS:
+    if not EVALUATION_KEYS <= set(cached) <= EVALUATION_KEYS | {"collateral_asr"}:
         log.warning("ignoring %s: not an evaluation record; it will be recomputed", path)
         return None
     return Evaluation(**{k: math.nan if v is None else v for k, v in cached.items()})  # null back to NaN
@@ -216,7 +223,7 @@ def cached_evaluation(path: Path) -> Evaluation | None:
 
 def clean_budget(spec: RunSpec, data: SegmentationDataset, attack: Attack, device: torch.device) -> CleanBudget:
     """The defender's budget: copies of clean training images that were not poisoned."""
-    poisoned = select_poison(attack, data.train.masks, spec.seed)
+    poisoned = select_poison(attack, data.train.masks, spec.seed, data.train.instances)
     index = select_budget(len(data.train), poisoned, spec.clean_fraction, spec.seed + 1)
     return CleanBudget(data.train.images[index].clone(), data.train.masks[index].long(),
                        data.class_names, device, spec.train.batch_size)
@@ -337,6 +344,9 @@ def compute_cell(spec: RunSpec, data: SegmentationDataset, attack: Attack, defen
         "versions": package_versions(), "artifact": sidecar["key"], "cell": key,
     }
     result.update(detection_metrics(after, predictor))
+    if before.collateral_asr is not None:  # attacks with a control region (conditional, instance-level)
+        result.update(collateral_asr=before.collateral_asr, post_collateral_asr=after.collateral_asr,
+                      baseline_collateral_asr=baseline.collateral_asr)
     return json_safe(result)
 
 

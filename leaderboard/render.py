@@ -47,6 +47,10 @@ METRIC_COLUMNS = [
     ("post_clean_miou", "post mIoU"), ("post_asr", "post ASR"), ("post_pba", "post PBA"),
     ("der", "DER"), ("detection_auroc", "AUROC"),
 ]
+OPTIONAL_COLUMNS = [("collateral_asr", "collateral ASR"), ("post_collateral_asr", "post collateral ASR")]
+"""Shown only when some result has them (attacks with a control region), so older tables keep their bytes."""
+ZOO_METRICS = """- **ASR, generalised**: a pixel counts as a hit when predicted as the label the attack wanted there (`poison_label` of its truth: the target for all-to-one rules, c + 1 mod C for an all-to-all rule). **Collateral ASR** (conditional and instance-level attacks): the same rate of the target on pixels where the trigger must not act (victims of images without the condition class; the victim instances other than the attacked one): low is what the attacker wants."""
+SEED_ATTACKS = {"image_level", "fine_grained"}
 CSV_LEADING = ["dataset", "model", "attack", "poison_rate", "defense", "seed"]
 REGENERATE = """\
 ```bash
@@ -130,6 +134,7 @@ def render_leaderboard(results_dir: str | Path) -> str:
         configuration(results),
         "## Metrics",
         METRICS,
+        *([ZOO_METRICS] if any(r["attack"] not in SEED_ATTACKS for r in results) else []),
         "## Attack x defense matrices",
         "One block per model: rows are attacks, columns defenses (`none` = undefended). Post ASR: "
         "lower is a better defense; DER: higher is.",
@@ -241,11 +246,13 @@ def group_rows(results: list[dict], attack_label: Callable[[dict], str],
 
 
 def row_table(rows: list[Row], figure_dir: Path | None) -> str:
-    headers = ["model", "attack", "poison", "defense", "n"] + [title for _, title in METRIC_COLUMNS]
+    columns = METRIC_COLUMNS + [(key, title) for key, title in OPTIONAL_COLUMNS
+                                if any(key in r for row in rows for r in row.results)]
+    headers = ["model", "attack", "poison", "defense", "n"] + [title for _, title in columns]
     table = []
     for row in rows:
         line = [row.model, row.attack, poison_text(row.poison_rate), row.defense, str(len(row.results))]
-        line += [spread_text(row.values(key)) for key, _ in METRIC_COLUMNS]
+        line += [spread_text(row.values(key)) for key, _ in columns]
         if figure_dir is not None:
             line.append(figure_links(row.results, figure_dir))
         table.append(line)

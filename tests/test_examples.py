@@ -21,7 +21,7 @@ from defenses import CleanBudget, Defense
 ROOT = Path(__file__).parents[1]
 EXAMPLES = ROOT / "examples"
 DOCS = ROOT / "docs" / "plugins.md"
-FILES = ["blend_attack", "finetune_defense", "quantize_filter", "confidence_detector", "tiny_model",
+FILES = ["blend_attack", "line_attack", "finetune_defense", "quantize_filter", "confidence_detector", "tiny_model",
          "stripes_dataset"]
 CLASSES = ("background", "stripe", "blob")
 
@@ -74,6 +74,19 @@ def test_attack_example_overrides_only_the_verbs():
     poisoned = attack.poison_label(masks)
     assert poisoned.dtype == masks.dtype
     assert poisoned.tolist() == [[[0, 1, 0, IGNORE_INDEX]], [[0, 0, 1, 0]]]
+
+
+def test_parts_attack_example_composes_a_trigger_and_a_label_rule():
+    cls = load("line_attack").LineAllToAll
+    assert Attack.registry.get("line_all_to_all") is cls
+    assert cls.axis_choices()["label rule"] == "all-to-all: c -> c+1 mod C"
+    attack = cls.create({"target": "background", "trigger_size": "2"}, class_names=CLASSES)
+    images = torch.full((1, 3, 4, 4), 0.5)
+    masks = torch.tensor([[[0, 1, 2, IGNORE_INDEX]] * 4])
+    triggered = attack.trigger(images, masks)
+    assert bool((triggered[..., :2, :] == 0).all()) and torch.equal(triggered[..., 2:, :], images[..., 2:, :])
+    assert attack.poison_label(masks)[0, 0].tolist() == [1, 2, 0, IGNORE_INDEX]
+    assert attack.attack_region(masks)[0, 0].tolist() == [True, True, True, False]
 
 
 def budget_and_model(num_classes: int = 3) -> tuple[CleanBudget, torch.nn.Module]:

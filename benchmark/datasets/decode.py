@@ -5,7 +5,9 @@ Files are decoded, resized (``stretch`` or ``crop``) and their mask values mappe
 labels by a DataLoader with ``workers`` processes, straight into ``uint8`` arrays. With a
 ``cache_dir`` the arrays are ``.npy`` files written atomically and recorded with their
 SHA-256 in ``meta.json``, so a set is decoded once ever: later runs load it (``memory``) or
-memory-map it (``stream``), and a damaged cache is detected and decoded again.
+memory-map it (``stream``), and a damaged cache is detected and decoded again. Samples that
+name an instance-id file (Cityscapes ``*_gtFine_instanceIds.png``) also give the split its
+``int32`` instance ids, decoded and cached the same way, when every sample of the split has one.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ log = logging.getLogger(__name__)
 
 MASK_MODES = ("L", "P", "I", "I;16")
 PARTS = ("images", "masks")
+INSTANCE_PART = "instances"
+FIRST_INSTANCE_ID = 1000
+"""Cityscapes convention: ids below 1000 are a class id (stuff, or a crowd), not an instance."""
 CACHE_VERSION = 1
 
 
@@ -41,6 +46,8 @@ class Sample:
     image: Path
     mask: Path
     lut: np.ndarray | None = None
+    instances: Path | None = None
+    """Instance-id PNG (ids below ``FIRST_INSTANCE_ID`` read as 0 = no instance), if any."""
 
 
 def fit(image: Image.Image, size: int, resize: str, resample: Image.Resampling) -> Image.Image:
@@ -88,6 +95,16 @@ def read_mask(sample: Sample, size: int, resize: str, num_classes: int) -> np.nd
     return raw.astype(np.uint8)
 
 
+def read_instances(path: Path, size: int, resize: str) -> np.ndarray:
+    """Instance ids ``int32 [size,size]`` (0 = none), resized nearest."""
+    try:
+        with Image.open(path) as ids:
+            raw = np.asarray(fit(ids.convert("I"), size, resize, Image.Resampling.NEAREST)).astype(np.int32)
+    except OSError as error:
+        raise BenchmarkError(f"cannot read instance ids {path}: {error}") from error
+    return np.where(raw >= FIRST_INSTANCE_ID, raw, 0).astype(np.int32)
+
+
 class _Decoder(Dataset):
     """Decodes sample ``i`` in a worker; an error travels back as text (a worker's exception
     would reach the user wrapped in a multi-line traceback)."""
@@ -98,29 +115,35 @@ class _Decoder(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray, str]:
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
         sample = self.samples[i]
+        no_instances = np.zeros((self.size, self.size), dtype=np.int32)
         try:
             image = read_image(sample.image, self.size, self.resize)
             mask = read_mask(sample, self.size, self.resize, self.num_classes)
+            instances = no_instances if sample.instances is None else read_instances(sample.instances, self.size, self.resize)
         except BenchmarkError as error:
             empty = np.zeros((self.size, self.size), dtype=np.uint8)
-            return np.zeros((3, self.size, self.size), dtype=np.uint8), empty, str(error)
-        return image, mask, ""
+            return np.zeros((3, self.size, self.size), dtype=np.uint8), empty, no_instances, str(error)
+        return image, mask, instances, ""
 
 
 def decode_into(images: np.ndarray, masks: np.ndarray, samples: Sequence[Sample], config: DatasetConfig,
-                num_classes: int, desc: str) -> None:
-    """Fill ``images`` / ``masks`` (arrays or memory maps) with the decoded samples, in order."""
+                num_classes: int, desc: str, instances: np.ndarray | None = None) -> None:
+    """Fill ``images`` / ``masks`` (and ``instances`` if given; arrays or memory maps) with the
+    decoded samples, in order."""
     decoder = _Decoder(samples, config.image_size, config.resize, num_classes)
     loader = DataLoader(decoder, batch_size=4, num_workers=min(config.workers, len(samples)))
     start = 0
-    for image_batch, mask_batch, errors in tqdm(loader, desc=desc, unit="batch", leave=False, disable=None):
+    for image_batch, mask_batch, instance_batch, errors in tqdm(loader, desc=desc, unit="batch", leave=False,
+                                                                disable=None):
         error = next((e for e in errors if e), None)
         if error is not None:
             raise BenchmarkError(f"{desc}: {error}")
         end = start + len(image_batch)
         images[start:end], masks[start:end] = image_batch.numpy(), mask_batch.numpy()
+        if instances is not None:
+            instances[start:end] = instance_batch.numpy()
         start = end
 
 
@@ -129,18 +152,25 @@ def load_split(name: str, split: str, samples: Sequence[Sample], config: Dataset
     size = config.image_size
     stream = should_stream(config, len(samples) * size * size * 4)
     desc = f"{name} {split}"
+    parts = PARTS + (INSTANCE_PART,) if samples and all(s.instances is not None for s in samples) else PARTS
+    instances = None
     if config.cache_dir is None:
         images = np.empty((len(samples), 3, size, size), dtype=np.uint8)
         masks = np.empty((len(samples), size, size), dtype=np.uint8)
-        decode_into(images, masks, samples, config, num_classes, desc)
+        if INSTANCE_PART in parts:
+            instances = np.empty((len(samples), size, size), dtype=np.int32)
+        decode_into(images, masks, samples, config, num_classes, desc, instances)
     else:
         folder = Path(config.cache_dir) / f"{name}-{split}-{cache_key(config, samples)}"
         with file_lock(folder.with_suffix(".lock")):
-            if not cache_is_intact(folder):
-                write_cache(folder, samples, config, num_classes, desc)
-            images, masks = (np.load(folder / f"{part}.npy", mmap_mode="c" if stream else None) for part in PARTS)
-    log.info("%s: %d images at %dx%d (%s)", desc, len(samples), size, size, "streamed" if stream else "in memory")
-    return Split(torch.from_numpy(images), torch.from_numpy(masks), streamed=stream)
+            if not cache_is_intact(folder, parts):
+                write_cache(folder, samples, config, num_classes, desc, parts)
+            images, masks, *rest = (np.load(folder / f"{part}.npy", mmap_mode="c" if stream else None) for part in parts)
+            instances = rest[0] if rest else None
+    log.info("%s: %d images at %dx%d (%s)%s", desc, len(samples), size, size, "streamed" if stream else "in memory",
+             ", with instance ids" if instances is not None else "")
+    return Split(torch.from_numpy(images), torch.from_numpy(masks),
+                 None if instances is None else torch.from_numpy(instances), streamed=stream)
 
 
 def cache_key(config: DatasetConfig, samples: Sequence[Sample]) -> str:
@@ -148,7 +178,7 @@ def cache_key(config: DatasetConfig, samples: Sequence[Sample]) -> str:
     every seed of a grid shares one decoded set)."""
     files = []
     for sample in samples:
-        for path in (sample.image, sample.mask):
+        for path in (sample.image, sample.mask) + ((sample.instances,) if sample.instances else ()):
             stat = path.stat()
             files.append((str(path.resolve()), stat.st_size, stat.st_mtime_ns))
     tables = {id(s.lut): s.lut for s in samples if s.lut is not None}  # a few tables shared by all samples
@@ -157,13 +187,13 @@ def cache_key(config: DatasetConfig, samples: Sequence[Sample]) -> str:
                         "files": files, "luts": luts})
 
 
-def cache_is_intact(folder: Path) -> bool:
+def cache_is_intact(folder: Path, parts: tuple[str, ...] = PARTS) -> bool:
     """Whether ``meta.json`` marks the cache complete and both arrays still have their recorded
     hashes (a damaged cache is decoded again, with a warning; a fresh one was just hashed)."""
     meta = read_json(folder / "meta.json")
     if meta is None:
         return False
-    for part in PARTS:
+    for part in parts:
         path = folder / f"{part}.npy"
         if not path.is_file() or file_sha256(path) != meta.get(part):
             log.warning("decoded cache %s is damaged (hash mismatch); decoding the files again", path)
@@ -171,18 +201,20 @@ def cache_is_intact(folder: Path) -> bool:
     return True
 
 
-def write_cache(folder: Path, samples: Sequence[Sample], config: DatasetConfig, num_classes: int, desc: str) -> None:
+def write_cache(folder: Path, samples: Sequence[Sample], config: DatasetConfig, num_classes: int, desc: str,
+                parts: tuple[str, ...] = PARTS) -> None:
     """Decode into memory-mapped ``.npy`` temp files, then rename them into place; ``meta.json``
     (with both hashes) is written last and marks the cache complete."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "meta.json").unlink(missing_ok=True)
     size, n = config.image_size, len(samples)
-    shapes = {"images": (n, 3, size, size), "masks": (n, size, size)}
-    temps = {part: folder / f".{part}.npy.tmp" for part in shapes}
+    shapes = {"images": (n, 3, size, size), "masks": (n, size, size), INSTANCE_PART: (n, size, size)}
+    dtypes = {"images": np.uint8, "masks": np.uint8, INSTANCE_PART: np.int32}
+    temps = {part: folder / f".{part}.npy.tmp" for part in parts}
     try:
-        arrays = {part: np.lib.format.open_memmap(temps[part], mode="w+", dtype=np.uint8, shape=shape)
-                  for part, shape in shapes.items()}
-        decode_into(arrays["images"], arrays["masks"], samples, config, num_classes, desc)
+        arrays = {part: np.lib.format.open_memmap(temps[part], mode="w+", dtype=dtypes[part], shape=shapes[part])
+                  for part in parts}
+        decode_into(arrays["images"], arrays["masks"], samples, config, num_classes, desc, arrays.get(INSTANCE_PART))
         hashes = {}
         for part, array in arrays.items():
             array.flush()

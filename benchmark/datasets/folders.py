@@ -18,7 +18,9 @@ which path was expected and show the layout (``ROOT`` is ``--data-root``):
     ``ROOT/leftImg8bit/{train,val}/<city>/<x>_leftImg8bit.png`` and
     ``ROOT/gtFine/{train,val}/<city>/<x>_gtFine_labelIds.png``: raw label ids are mapped to
     the 19 standard train ids (all others -> 255). A ``<x>_gtFine_labelTrainIds.png`` beside
-    it is used as it is. The test split is ``val``.
+    it is used as it is. The test split is ``val``. Where every image of a split has its
+    ``<x>_gtFine_instanceIds.png``, the split also carries instance ids (for instance-level
+    attacks; ids below 1000 are not instances).
 
 ``ade20k``
     ADEChallengeData2016 (SceneParsing, 150 classes), the folder or its parent:
@@ -246,10 +248,12 @@ def cityscapes(config: DatasetConfig) -> SegmentationDataset:
         for image in images:
             stem = labels / image.parent.name / image.name.removesuffix("_leftImg8bit.png")
             train_ids, label_ids = Path(f"{stem}_gtFine_labelTrainIds.png"), Path(f"{stem}_gtFine_labelIds.png")
+            instance_ids = Path(f"{stem}_gtFine_instanceIds.png")
+            instances = instance_ids if instance_ids.is_file() else None
             if train_ids.is_file():
-                samples.append(Sample(image, train_ids))
+                samples.append(Sample(image, train_ids, instances=instances))
             elif label_ids.is_file():
-                samples.append(Sample(image, label_ids, CITYSCAPES_LUT))
+                samples.append(Sample(image, label_ids, CITYSCAPES_LUT, instances))
             else:
                 raise layout_error("cityscapes", f"image {image} has no mask; expected {label_ids}")
         return samples

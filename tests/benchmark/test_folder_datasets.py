@@ -508,3 +508,25 @@ def test_loader_settings_never_change_artifact_keys() -> None:
     assert DatasetConfig(name="cityscapes", root="/data", loading="stream", workers=7, cache_dir="/c").key() == plain.key()
     assert DatasetConfig(name="cityscapes", root="/data", resize="crop").key() != plain.key()
     assert "resize" not in plain.key()  # keys of artifacts made before --resize existed stay valid
+
+
+def _instance_ids(path: Path, right: int) -> None:
+    """Cityscapes instanceIds: a class id (< 1000, no instance) on the left, instance ``right`` on the right."""
+    ids = np.full((H, W), 7, dtype=np.uint16)
+    ids[:, W // 2:] = right
+    Image.fromarray(ids).save(path)
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_cityscapes_reads_instance_ids_where_every_image_has_them(tmp_path: Path, cache: bool) -> None:
+    make_cityscapes(tmp_path / "data", train=[halves(7, 26)] * 2, val=[halves(7, 26)])
+    for i, mask in enumerate(sorted((tmp_path / "data" / "gtFine" / "train").glob("*/*_labelIds.png"))):
+        _instance_ids(Path(str(mask).replace("_labelIds", "_instanceIds")), 26000 + i)
+    kwargs = {"cache_dir": str(tmp_path / "cache")} if cache else {}
+    for _ in range(2 if cache else 1):  # decoded, then read back from the cache
+        dataset = _build("cityscapes", tmp_path / "data", **kwargs)
+        instances = dataset.train.instances
+        assert instances is not None and instances.dtype == torch.int32 and instances.shape == (2, SIZE, SIZE)
+        assert instances[:, :, : SIZE // 2].eq(0).all()
+        assert instances[0, :, SIZE // 2 + 1:].unique().tolist() == [26000]
+        assert dataset.test.instances is None  # val has no instanceIds files

@@ -96,3 +96,13 @@ def test_threshold_and_tpr():
     threshold = metrics.threshold_at_fpr(clean, 0.05)
     assert (clean > threshold).sum() == 5
     assert metrics.true_positive_rate(torch.tensor([10.0, 96.0, 99.5, 120.0]), threshold) == 0.75
+
+
+def test_attack_success_rate_against_per_pixel_wanted_labels():
+    # an all-to-all rule wants c + 1 mod 3: truth [[0, 1, 2], [2, 0, 255]] -> wanted [[1, 2, 0], [0, 1, 255]]
+    pred = torch.tensor([[1, 1, 0], [0, 2, 7]])
+    wanted = torch.tensor([[1, 2, 0], [0, 1, 255]])
+    region = torch.tensor([[True, True, True], [True, True, False]])
+    counts = metrics.attack_success_counts(pred, region, wanted)
+    assert counts.tolist() == [3, 5]  # hits at (0,0), (0,2), (1,0)
+    assert metrics.attack_success_rate(counts) == pytest.approx(0.6)

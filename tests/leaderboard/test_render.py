@@ -148,3 +148,21 @@ def test_csv_has_one_row_per_result_and_flattened_params(results_dir: Path, tmp_
     assert {"attack.victim", "attack.target", "defense.fpr", "detection_auroc"} <= set(header)
     assert not {"per_class_iou", "versions", "attack_params"} & set(header)
     assert rows[2]["defense.fpr"] == "0.05" and rows[0]["defense.fpr"] == "" and rows[0]["detection_auroc"] == ""
+
+
+def test_collateral_columns_and_zoo_note_only_when_a_result_needs_them(tmp_path, fake_result):
+    def render(folder: Path, *records: dict) -> str:
+        folder.mkdir()
+        for record in records:
+            (folder / f"{record['cell']}.json").write_text(json.dumps(record))
+        return render_leaderboard(folder)
+
+    seed_only = render(tmp_path / "a", fake_result("c1"), fake_result("c2", attack="image_level"))
+    assert "collateral ASR" not in seed_only and "ASR, generalised" not in seed_only
+    zoo = render(tmp_path / "b", fake_result("c1"),
+                 fake_result("c3", attack="conditional", collateral_asr=0.125, post_collateral_asr=0.25))
+    assert "|collateralASR|postcollateralASR|" in zoo.replace(" ", "") and "ASR, generalised" in zoo
+    (row,) = [line for line in zoo.splitlines() if line.replace(" ", "").startswith("|unet|conditional")]
+    assert row.replace(" ", "").endswith("|12.5|25.0|")
+    (row,) = [line for line in zoo.splitlines() if line.replace(" ", "").startswith("|unet|fine_grained")]
+    assert row.replace(" ", "").endswith("|–|–|")
