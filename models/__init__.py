@@ -57,6 +57,8 @@ class ZooEntry:
     """The smallest side the architecture takes (PAN's pyramid pooling needs 128)."""
     aux_head: bool = False
     """Whether the model also returns auxiliary logits (``{"out", "aux"}``), trained with ``aux_weight``."""
+    check_encoder: Callable[[str], None] | None = None
+    """Raises a one-line error for an encoder name the entry's library does not know."""
 
     def summary(self) -> str:
         return self.description or (self.builder.__doc__ or "").strip().split("\n")[0]
@@ -116,14 +118,23 @@ def check_image_size(name: str, height: int, width: int, model: nn.Module | None
         raise BenchmarkError(f"model {name!r} needs {what} sides of at least {least}, got {height}x{width}")
 
 
+def check_encoder(name: str, encoder: str | None, encoder_weights: str | None = None) -> None:
+    """Fail early (before data is loaded) on an encoder the entry cannot take."""
+    entry = registry.get(name)
+    if entry.encoder is None:
+        if encoder is not None or encoder_weights is not None:
+            raise BenchmarkError(f"model {name!r} has a fixed backbone: it takes no --encoder or --encoder-weights")
+    elif encoder is not None and entry.check_encoder is not None:
+        entry.check_encoder(encoder)
+
+
 def build(name: str, num_classes: int, in_channels: int = 3, weights: str | Path | None = None,
           encoder: str | None = None, encoder_weights: str | None = None) -> nn.Module:
     """Build zoo model ``name`` (with ``encoder`` instead of the entry's, and the library's
     ``encoder_weights``); optionally load a local safetensors (or weights-only torch) file."""
     entry = registry.get(name)
+    check_encoder(name, encoder, encoder_weights)
     if entry.encoder is None:
-        if encoder is not None or encoder_weights is not None:
-            raise BenchmarkError(f"model {name!r} has a fixed backbone: it takes no --encoder or --encoder-weights")
         model = entry.builder(num_classes, in_channels)  # type: ignore[call-arg]
     else:
         model = entry.builder(num_classes, in_channels, encoder or entry.encoder, encoder_weights)  # type: ignore[call-arg]

@@ -61,9 +61,7 @@ def torchvision_model(arch: str, num_classes: int, in_channels: int, encoder: st
                       encoder_weights: str | None) -> nn.Module:
     """torchvision's ``<arch>_<encoder>`` with its auxiliary head where it has one; no
     pretrained segmentation weights ever, ImageNet backbone weights only if asked for."""
-    backbones = TORCHVISION_BACKBONES[arch]
-    if encoder not in backbones:
-        raise unknown_encoder(encoder, list(backbones), f"a torchvision backbone of {arch}")
+    check_torchvision_backbone(arch, encoder)
     if in_channels != 3:
         raise BenchmarkError(f"torchvision's {arch}_{encoder} takes 3-channel images, not {in_channels}")
     builder = getattr(tv_segmentation, f"{arch}_{encoder}")
@@ -83,6 +81,11 @@ def torchvision_model(arch: str, num_classes: int, in_channels: int, encoder: st
         if backbone_weights is None:
             raise
         raise weights_error(encoder, encoder_weights or "", error) from error
+
+
+def check_torchvision_backbone(arch: str, encoder: str) -> None:
+    if encoder not in TORCHVISION_BACKBONES[arch]:
+        raise unknown_encoder(encoder, list(TORCHVISION_BACKBONES[arch]), f"a torchvision backbone of {arch}")
 
 
 def _weights_enum(builder: Any) -> Any:
