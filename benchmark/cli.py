@@ -80,7 +80,7 @@ def add_model_flags(run: argparse.ArgumentParser) -> None:
                                        "(resnet50, ...) or tu-<timm model>; torchvision entries: their backbones")
     run.add_argument("--encoder-weights", metavar="NAME",
                      help="pretrained encoder weights the model library downloads itself, e.g. imagenet "
-                          "(default none: random; offline use --init-weights)")
+                          "(default none: random weights; offline use --init-weights)")
     run.add_argument("--crop-size", metavar="SIDE|HxW",
                      help="train on random crops of this size, with random scaling (0.5-2x) and horizontal flips "
                           "(default: whole images, no augmentation); evaluation uses whole images")
@@ -89,6 +89,7 @@ def add_model_flags(run: argparse.ArgumentParser) -> None:
     run.add_argument("--weight-decay", type=float, help="weight decay (default 1e-4)")
     run.add_argument("--aux-weight", type=float,
                      help="loss weight of the auxiliary head, for models with one (default 0.4)")
+    run.add_argument("--eval-batch-size", type=int, help="evaluation batch size (default 64; lower it for large images)")
     run.add_argument("--compile", action="store_true", default=None,
                      help="torch.compile the model for training (measured slower on CPUs; try it on GPUs)")
 

@@ -84,9 +84,10 @@ CONFIG_KEYS = {
     "train_size", "test_size", "epochs", "batch_size", "lr", "clean_fraction", "device", "workdir", "results", "init_weights",
     "attack_params", "defense_params", "plugins",
     "encoder", "encoder_weights", "crop_size", "optimizer", "momentum", "weight_decay", "aux_weight", "compile",
+    "eval_batch_size",
 }
 
-INTEGER_KEYS = {"workers", "train_size", "test_size", "epochs", "batch_size"}
+INTEGER_KEYS = {"workers", "train_size", "test_size", "epochs", "batch_size", "eval_batch_size"}
 NUMBER_KEYS = {"lr", "clean_fraction", "momentum", "weight_decay", "aux_weight"}
 TEXT_KEYS = {"dataset", "data_root", "resize", "loading", "device", "workdir", "results", "init_weights",
              "encoder", "encoder_weights", "optimizer"}
@@ -134,6 +135,11 @@ def parse_size(value: Any, key: str) -> tuple[int, int]:
     return height, width
 
 
+def encoder_weights(name: str | None) -> str | None:
+    """``none`` (so that a flag can undo a config file's weights) means random weights."""
+    return None if name is None or name.lower() == "none" else name
+
+
 def build_grid(settings: dict[str, Any]) -> Grid:
     """A grid from merged settings (TOML values overridden by explicit CLI flags)."""
     unknown = set(settings) - CONFIG_KEYS
@@ -161,7 +167,8 @@ def build_grid(settings: dict[str, Any]) -> Grid:
                    clean_fraction=float(settings.get("clean_fraction", 0.05)),
                    device=settings.get("device", "auto"), workdir=settings.get("workdir", "runs"),
                    results_dir=settings.get("results"), init_weights=settings.get("init_weights"),
-                   encoder=settings.get("encoder"), encoder_weights=settings.get("encoder_weights"))
+                   encoder=settings.get("encoder"), encoder_weights=encoder_weights(settings.get("encoder_weights")),
+                   eval_batch_size=settings.get("eval_batch_size", RunSpec.eval_batch_size))
     attacks = split_names(settings.get("attack", "fine_grained"), Attack.registry.names(), "attack")
     defenses = split_names(settings.get("defense", "none"), Defense.registry.names(), "defense")
     model_names = split_names(settings.get("model", "unet"), models.registry.names(), "model")

@@ -269,6 +269,8 @@ def run(spec: RunSpec) -> dict:
     """
     if not 0 < spec.clean_fraction < 1:
         raise BenchmarkError(f"--clean-fraction must be in (0, 1), got {spec.clean_fraction}")
+    if spec.eval_batch_size < 1:
+        raise BenchmarkError(f"--eval-batch-size must be >= 1, got {spec.eval_batch_size}")
     check_writable(Path(spec.workdir), "workdir")
     check_writable(results_folder(spec), "results folder")
     device = resolve_device(spec.device)
