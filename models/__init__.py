@@ -94,7 +94,7 @@ def add(entry: ZooEntry) -> ZooEntry:
     return registry.add(entry.name, entry)
 
 
-def size_divisor(name: str, model: nn.Module | None = None) -> int:
+def size_divisor(name: str, model: Any = None) -> int:
     """The multiple image sides must be of; with a built smp ``model`` (whose encoder may not be
     the entry's), also its encoder's output stride where the architecture needs divisible sides."""
     divisor = registry.get(name).size_divisor
@@ -104,7 +104,7 @@ def size_divisor(name: str, model: nn.Module | None = None) -> int:
     return divisor
 
 
-def check_image_size(name: str, height: int, width: int, model: nn.Module | None = None, what: str = "image") -> None:
+def check_image_size(name: str, height: int, width: int, model: Any = None, what: str = "image") -> None:
     """Raise a one-line error when the architecture cannot take ``height`` x ``width`` inputs."""
     divisor, least = size_divisor(name, model), registry.get(name).min_size
     flag = "--crop-size" if what == "crop" else "--image-size"

@@ -53,8 +53,8 @@ smp_entry("linknet", "Linknet", "LinkNet, MobileNetV3-small encoder")
 smp_entry("deeplabv3", "DeepLabV3", "DeepLabV3 (output stride 8), MobileNetV3-small encoder", size_divisor=8)
 smp_entry("pan", "PAN", "Pyramid Attention Network, MobileNetV3-small encoder", min_size=128)
 smp_entry("upernet", "UPerNet", "UPerNet, MobileNetV3-small encoder")
-smp_entry("dpt", "DPT", "DPT, ViT-tiny/16 encoder at any size (dynamic position embeddings)",
-          encoder="tu-vit_tiny_patch16_224", size_divisor=16, dynamic_img_size=True)
+smp_entry("dpt", "DPT", "DPT, ViT-tiny/16 encoder with dynamic position embeddings (any multiple of 32)",
+          encoder="tu-vit_tiny_patch16_224", dynamic_img_size=True)
 
 # torchvision's segmentation models (never their pretrained segmentation weights)
 torchvision_entry("deeplabv3", "resnet50", "torchvision DeepLabV3, ResNet-50, auxiliary FCN head", aux_head=True)
