@@ -53,6 +53,8 @@ class ZooEntry:
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     encoder: str | None = None
+    library: str = "plugin"
+    """Where the architecture comes from: ``smp``, ``torchvision`` or a ``plugin`` builder."""
     min_size: int = 8
     """The smallest side the architecture takes (PAN's pyramid pooling needs 128)."""
     aux_head: bool = False

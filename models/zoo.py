@@ -25,14 +25,14 @@ SMALL_ENCODER = "tu-mobilenetv3_small_100"
 def smp_entry(name: str, arch: str, description: str, encoder: str = SMALL_ENCODER, size_divisor: int = 32,
               min_size: int = 8, **options: Any) -> None:
     builder = functools.partial(smp_model, arch, options)
-    add(ZooEntry(name, builder, size_divisor, description, options, encoder=encoder, min_size=min_size,
-                 check_encoder=check_smp_encoder))
+    add(ZooEntry(name, builder, size_divisor, description, options, encoder=encoder, library="smp",
+                 min_size=min_size, check_encoder=check_smp_encoder))
 
 
 def torchvision_entry(arch: str, encoder: str, description: str, aux_head: bool) -> None:
     builder = functools.partial(torchvision_model, arch)
-    add(ZooEntry(f"{arch}_{encoder}", builder, 1, description, encoder=encoder, aux_head=aux_head,
-                 check_encoder=functools.partial(check_torchvision_backbone, arch)))
+    add(ZooEntry(f"{arch}_{encoder}", builder, 1, description, encoder=encoder, library="torchvision",
+                 aux_head=aux_head, check_encoder=functools.partial(check_torchvision_backbone, arch)))
 
 
 # the original six (small encoders, trimmed decoders for the 64x64 CPU default)
