@@ -116,7 +116,8 @@ class DatasetConfig:
             height, width = self.image_size
             object.__setattr__(self, "image_size", height if height == width else (height, width))
         if min(self.size) < 8:
-            raise BenchmarkError(f"image size must be at least 8, got {'x'.join(map(str, self.size))}")
+            shown = self.image_size if isinstance(self.image_size, int) else "x".join(map(str, self.image_size))
+            raise BenchmarkError(f"image size must be at least 8, got {shown}")
         for flag, count in (("--train-size", self.train_size), ("--test-size", self.test_size)):
             if count is not None and count < 1:
                 raise BenchmarkError(f"{flag} must be >= 1, got {count}")
