@@ -49,7 +49,7 @@ def add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--data-root", metavar="DIR", help="folder of a dataset read from disk")
     run.add_argument("--image-size", metavar="SIDE|HxW", help="image side, or HEIGHTxWIDTH, in pixels (default 64)")
     run.add_argument("--resize", choices=("stretch", "crop"),
-                     help="how images from disk become square: stretch (default) or crop (scale the shorter side, keep the centre)")
+                     help="how images from disk reach --image-size: stretch (default) or crop (scale to cover it, keep the centre)")
     run.add_argument("--loading", choices=("auto", "memory", "stream"),
                      help="hold splits in memory, or stream them from a memory-mapped cache with a DataLoader "
                           "(default auto: stream when the decoded set exceeds half the free memory)")
