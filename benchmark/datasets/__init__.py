@@ -120,7 +120,7 @@ class DatasetConfig:
             raise BenchmarkError(f"image size must be at least 8, got {shown}")
         for flag, count in (("--train-size", self.train_size), ("--test-size", self.test_size)):
             if count is not None and count < 1:
-                raise BenchmarkError(f"{flag} must be >= 1, got {count}")
+                raise BenchmarkError(f"{flag} must be at least 1, got {count}")
         if self.resize not in RESIZE_MODES:
             raise BenchmarkError(f"--resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}")
         if self.loading not in LOADING_MODES:

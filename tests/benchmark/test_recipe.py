@@ -44,7 +44,7 @@ def test_a_square_pair_is_the_old_square_size():
 
 @pytest.mark.parametrize("field", ["train_size", "test_size"])
 def test_zero_images_is_an_error_not_the_default_count(field):
-    with pytest.raises(BenchmarkError, match=f"--{field.replace('_', '-')} must be >= 1, got 0"):
+    with pytest.raises(BenchmarkError, match=f"--{field.replace('_', '-')} must be at least 1, got 0"):
         DatasetConfig(**{field: 0})
 
 

@@ -21,8 +21,8 @@ def one_line_error(capsys, args: list[str]) -> str:
 
 
 @pytest.mark.parametrize(("flags", "message"), [
-    (["--train-size", "0"], "--train-size must be >= 1, got 0"),
-    (["--test-size", "0"], "--test-size must be >= 1, got 0"),
+    (["--train-size", "0"], "--train-size must be at least 1, got 0"),
+    (["--test-size", "0"], "--test-size must be at least 1, got 0"),
     (["--model", "pan"], "model 'pan' needs image sides of at least 128, got 32x32"),
     (["--model", "deeplabv3", "--encoder", "resnet5"], "unknown --encoder 'resnet5'"),
     (["--model", "unet_resnet18", "--crop-size", "64"], "--crop-size 64x64 is larger than the images"),
@@ -41,7 +41,7 @@ def test_bad_flags_are_one_line_errors(capsys, tmp_path, flags, message):
 
 @pytest.mark.parametrize(("line", "message"), [
     ('epochs = "many"', "setting epochs (--epochs) must be an integer, got 'many'"),
-    ("train_size = 0", "--train-size must be >= 1, got 0"),
+    ("train_size = 0", "--train-size must be at least 1, got 0"),
     ("batch_size = true", "setting batch_size (--batch-size) must be an integer, got True"),
     ('optimizer = "adam"', "--optimizer must be one of adamw, sgd"),
     ('momentum = "high"', "setting momentum (--momentum) must be a number, got 'high'"),
