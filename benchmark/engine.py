@@ -138,7 +138,9 @@ def train(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, config: T
           stream: bool = False, workers: int = 0) -> TrainStats:
     """Train ``model`` in place on uint8 ``images`` and integer ``masks``.
 
-    ``transform`` rewrites each batch on the device (the runner swaps in poisoned rows there).
+    ``transform`` rewrites each batch on the device (the runner swaps in poisoned rows there);
+    with ``config.crop_size`` the transformed batch is then randomly scaled, cropped and flipped
+    (:mod:`benchmark.augment`), so the poisoned pixels travel with the crop.
     ``stream`` keeps the data on the host and reads batches with ``workers`` processes.
     """
     model = prepare_model(model, device)
