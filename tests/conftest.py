@@ -1,4 +1,5 @@
-"""Fixtures shared across test packages: miniature dataset trees in the official layouts.
+"""Fixtures shared across test packages: one torch thread, and miniature dataset trees in the
+official layouts.
 
 The writers follow those of tests/benchmark/test_folder_datasets.py (which pins each layout's
 label mapping); here they give end-to-end tests (the configs) a dataset folder to read.
@@ -7,10 +8,11 @@ label mapping); here they give end-to-end tests (the configs) a dataset folder t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 HEIGHT, WIDTH = 30, 40  # odd, non-square sizes so resizing is exercised
@@ -62,3 +64,13 @@ def write_ade20k(root: Path, n_train: int, n_val: int) -> None:
 def official_layouts() -> dict[str, Callable[[Path, int, int], None]]:
     """Writers ``(root, n_train, n_test)`` of a miniature tree per dataset name."""
     return {"cityscapes": write_cityscapes, "voc": write_voc, "ade20k": write_ade20k}
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Small tensors gain nothing from threads, and on a busy machine OpenMP's spinning
+    threads make every forward many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -11,6 +11,8 @@ import pytest
 
 from benchmark.cli import main
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.toml"))
 TINY = ["--train-size", "2", "--test-size", "1", "--poison-rate", "0.5", "--image-size", "32x64",
         "--crop-size", "32x32", "--workers", "0", "--epochs", "1", "--batch-size", "2", "--device", "cpu",

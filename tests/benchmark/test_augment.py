@@ -3,10 +3,13 @@ trigger and its poisoned labels move together, and the draws are fixed by the se
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from benchmark.augment import SCALE_RANGE, RandomCrops
 from benchmark.datasets import IGNORE_INDEX
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TARGET = 3
 

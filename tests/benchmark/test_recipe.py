@@ -13,6 +13,8 @@ from benchmark.datasets import DatasetConfig, synthetic
 from benchmark.engine import TrainConfig, logits_of, make_optimizer, segmentation_loss, train, train_step
 from benchmark.errors import BenchmarkError
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 class AuxNet(nn.Module):
     """A torchvision-shaped model: ``{"out", "aux"}`` from two 1x1 heads."""

@@ -9,6 +9,8 @@ import pytest
 
 from benchmark.cli import main
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = ["--train-size", "4", "--test-size", "2", "--image-size", "32", "--epochs", "1", "--batch-size", "2",
         "--device", "cpu", "--workers", "0"]
 

@@ -18,13 +18,7 @@ from benchmark.engine import logits_of, train_step
 from benchmark.errors import BenchmarkError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors gain nothing from threads on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_the_zoo_has_every_smp_architecture_and_torchvisions_models():
