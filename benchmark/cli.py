@@ -46,9 +46,9 @@ def add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--model", help="zoo model name(s) (default unet)")
     run.add_argument("--dataset", help="dataset name (default synthetic)")
     run.add_argument("--data-root", metavar="DIR", help="folder of a dataset read from disk")
-    run.add_argument("--image-size", type=int, help="image side in pixels (default 64)")
+    run.add_argument("--image-size", metavar="SIDE|HxW", help="image side, or HEIGHTxWIDTH, in pixels (default 64)")
     run.add_argument("--resize", choices=("stretch", "crop"),
-                     help="how images from disk become square: stretch (default) or crop (scale the shorter side, keep the centre)")
+                     help="how images from disk reach --image-size: stretch (default) or crop (scale to cover it, keep the centre)")
     run.add_argument("--loading", choices=("auto", "memory", "stream"),
                      help="hold splits in memory, or stream them from a memory-mapped cache with a DataLoader "
                           "(default auto: stream when the decoded set exceeds half the free memory)")
@@ -58,8 +58,9 @@ def add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--poison-rate", help="fraction of the training set poisoned (default 0.1); a list makes a grid")
     run.add_argument("--epochs", type=int, help="training epochs (default 7)")
     run.add_argument("--batch-size", type=int, help="training batch size (default 32)")
-    run.add_argument("--lr", type=float, help="peak learning rate of AdamW's one-cycle schedule (default 5e-3)")
+    run.add_argument("--lr", type=float, help="peak (adamw) or initial (sgd) learning rate (default 5e-3)")
     run.add_argument("--init-weights", metavar="FILE", help="start training from a local .safetensors (or weights-only .pt) file")
+    add_model_flags(run)
     run.add_argument("--clean-fraction", type=float, help="defender's clean budget, fraction of the training split (default 0.05)")
     run.add_argument("--seed", help="seed(s) (default 0)")
     run.add_argument("--device", help="auto (default: CUDA when present), cpu or cuda")
@@ -78,6 +79,26 @@ def add_run_parser(commands: argparse._SubParsersAction) -> None:
                           "on the CPU, which gives the local executor's numbers; 1 on CUDA)")
     run.add_argument("--json", action="store_true", help="print one JSON object per result on stdout")
     run.add_argument("--figures", action="store_true", help="also write PNG figures of each cell under WORKDIR/figures")
+
+
+def add_model_flags(run: argparse.ArgumentParser) -> None:
+    """The model zoo's and the real-scale recipe's flags (README: Model zoo, Running at full scale)."""
+    run.add_argument("--encoder", help="the model's encoder instead of its zoo entry's: an smp encoder name "
+                                       "(resnet50, ...) or tu-<timm model>; torchvision entries: their backbones")
+    run.add_argument("--encoder-weights", metavar="NAME",
+                     help="pretrained encoder weights the model library downloads itself, e.g. imagenet "
+                          "(default none: random weights; offline use --init-weights)")
+    run.add_argument("--crop-size", metavar="SIDE|HxW",
+                     help="train on random crops of this size, with random scaling (0.5-2x) and horizontal flips "
+                          "(default: whole images, no augmentation); evaluation uses whole images")
+    run.add_argument("--optimizer", help="adamw (default, one-cycle schedule) or sgd (momentum, poly schedule)")
+    run.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    run.add_argument("--weight-decay", type=float, help="weight decay (default 1e-4)")
+    run.add_argument("--aux-weight", type=float,
+                     help="loss weight of the auxiliary head, for models with one (default 0.4)")
+    run.add_argument("--eval-batch-size", type=int, help="evaluation batch size (default 64; lower it for large images)")
+    run.add_argument("--compile", action="store_true", default=None,
+                     help="torch.compile the model for training (measured slower on CPUs; try it on GPUs)")
 
 
 def add_common_flags(parser: argparse.ArgumentParser, default: Any) -> None:
@@ -194,7 +215,7 @@ def command_list(args: argparse.Namespace) -> int:
             axes = " | ".join(cls.axis_choices().values()) if registry is Attack.registry else ""
             rows.append([kind, name, cls.summary(), params or "-", axes])
     for name, entry in models.registry.items():
-        rows.append(["model", name, entry.summary(), f"size divisor {entry.size_divisor}", ""])
+        rows.append(["model", name, entry.summary(), f"{entry.parameters()}; sizes: {entry.sizes()}", ""])
     for name, builder in datasets.registry.items():
         rows.append(["dataset", name, (builder.__doc__ or "").strip().split("\n")[0], "-", ""])
     print(tabulate(rows, headers=["kind", "name", "description", "parameters (defaults)",

@@ -91,7 +91,6 @@ def shared_training(spec: Any, attacked: bool) -> Iterator[None]:
 
 def follow() -> None:
     """On the other ranks: train each model rank 0 announces, until it announces the end."""
-    import models
     from benchmark import runner  # the runner and the engine import this module
     from benchmark.engine import resolve_device, seed_everything
 
@@ -104,7 +103,7 @@ def follow() -> None:
         data = runner.load_dataset(spec)
         attack = runner.make_attack(spec, data) if attacked else None
         seed_everything(spec.seed)  # as rank 0 builds it (DistributedDataParallel then copies rank 0's weights)
-        model = models.build(spec.model, data.num_classes, weights=spec.init_weights)
+        model = runner.build_model(spec, data.num_classes, data.image_size)
         with _every_rank_trains():
             runner.train_model(spec, data, attack, resolve_device(spec.device), model)
     dist.destroy_process_group()

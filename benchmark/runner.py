@@ -57,6 +57,10 @@ class RunSpec:
     workdir: str = "runs"
     init_weights: str | None = None
     """A local safetensors (or weights-only torch) file the model starts from, e.g. a pretrained encoder."""
+    encoder: str | None = None
+    """The model's encoder instead of its zoo entry's (any smp encoder, ``tu-<timm model>``)."""
+    encoder_weights: str | None = None
+    """Pretrained encoder weights the model library downloads itself (``imagenet``); None: random."""
     results_dir: str | None = None
     """Where finished cells' JSON files go; default ``WORKDIR/results``."""
     eval_batch_size: int = 64
@@ -123,12 +127,46 @@ def model_description(spec: RunSpec, attack: Attack | None) -> dict:
         "dataset": spec.dataset.key(),
         "model": spec.model,
         "attack": None if attack is None else {"name": attack.name, "params": attack.key_params()},
-        "train": dataclasses.asdict(spec.train),
+        "train": spec.train.key(),
         "seed": spec.seed,
     }
+    description.update(model_options(spec))
     if spec.init_weights is not None:
         description["init_weights"] = file_digest(spec.init_weights)
     return description
+
+
+def model_options(spec: RunSpec) -> dict[str, str]:
+    """The encoder and its pretrained weights where they differ from the zoo entry's defaults
+    (left out otherwise, so the keys of models trained before these options existed hold)."""
+    options = {}
+    if spec.encoder is not None and spec.encoder != models.registry.get(spec.model).encoder:
+        options["encoder"] = spec.encoder
+    if spec.encoder_weights is not None:
+        options["encoder_weights"] = spec.encoder_weights
+    return options
+
+
+def build_model(spec: RunSpec, num_classes: int, image_size: tuple[int, int]) -> torch.nn.Module:
+    """The zoo model of ``spec``, checked against the sizes it will see (its encoder may need
+    other multiples than the entry's default one)."""
+    model = models.build(spec.model, num_classes, weights=spec.init_weights, encoder=spec.encoder,
+                         encoder_weights=spec.encoder_weights)
+    models.check_image_size(spec.model, *image_size, model=model)
+    if spec.train.crop_size is not None:
+        models.check_image_size(spec.model, *spec.train.crop_size, model=model, what="crop")
+    return model
+
+
+def check_sizes(spec: RunSpec, image_size: tuple[int, int]) -> None:
+    """Image and crop sizes the model's architecture takes; a crop that fits in the image."""
+    models.check_image_size(spec.model, *image_size)
+    crop = spec.train.crop_size
+    if crop is not None:
+        if crop[0] > image_size[0] or crop[1] > image_size[1]:
+            raise BenchmarkError(f"--crop-size {crop[0]}x{crop[1]} is larger than the images "
+                                 f"({image_size[0]}x{image_size[1]}); give at most the image size")
+        models.check_image_size(spec.model, *crop, what="crop")
 
 
 def trained_model(spec: RunSpec, data: SegmentationDataset, attack: Attack | None,
@@ -137,9 +175,9 @@ def trained_model(spec: RunSpec, data: SegmentationDataset, attack: Attack | Non
     description = model_description(spec, attack)
     key = content_key(description)
     path = model_path(spec, attack)
-    label = f"{spec.model}/{attack.name if attack else 'clean'}/seed{spec.seed}"
+    label = f"{spec.model}{'/' + spec.encoder if spec.encoder else ''}/{attack.name if attack else 'clean'}/seed{spec.seed}"
     seed_everything(spec.seed)
-    model = models.build(spec.model, data.num_classes, weights=spec.init_weights)
+    model = build_model(spec, data.num_classes, data.image_size)
     with file_lock(path.with_suffix(".lock")):
         sidecar = load_model(path, model)
         if sidecar is not None:
@@ -273,11 +311,14 @@ def prepare(spec: RunSpec) -> tuple[SegmentationDataset, Attack, Defense, str]:
     here with one line, before any work."""
     if not 0 < spec.clean_fraction < 1:
         raise BenchmarkError(f"--clean-fraction must be in (0, 1), got {spec.clean_fraction}")
+    if spec.eval_batch_size < 1:
+        raise BenchmarkError(f"--eval-batch-size must be >= 1, got {spec.eval_batch_size}")
     check_writable(Path(spec.workdir), "workdir")
     check_writable(results_folder(spec), "results folder")
     models.registry.get(spec.model)  # unknown names fail before any work
+    models.check_encoder(spec.model, spec.encoder, spec.encoder_weights)
     data = load_dataset(spec)
-    models.check_image_size(spec.model, *data.image_size)
+    check_sizes(spec, data.image_size)
     attack = make_attack(spec, data)
     defense = make_defense(spec)
     return data, attack, defense, cell_key(spec, attack, defense)
@@ -325,7 +366,7 @@ def compute_cell(spec: RunSpec, data: SegmentationDataset, attack: Attack, defen
     result = {
         "dataset": spec.dataset.name, "model": spec.model, "attack": attack.name, "defense": defense.name,
         "poison_rate": attack.poison_rate, "seed": spec.seed, "num_classes": data.num_classes,
-        "class_names": list(data.class_names), "image_size": data.image_size[0],
+        "class_names": list(data.class_names), "image_size": size_label(data.image_size),
         "train_images": len(data.train), "test_images": len(data.test),
         "batch_size": spec.train.batch_size, "epochs": spec.train.epochs, "lr": spec.train.lr,
         "clean_fraction": spec.clean_fraction,
@@ -348,6 +389,11 @@ def compute_cell(spec: RunSpec, data: SegmentationDataset, attack: Attack, defen
         result.update(collateral_asr=before.collateral_asr, post_collateral_asr=after.collateral_asr,
                       baseline_collateral_asr=baseline.collateral_asr)
     return json_safe(result)
+
+
+def size_label(size: tuple[int, int]) -> int | str:
+    """A square side as a number (as records always had it), else ``HEIGHTxWIDTH``."""
+    return size[0] if size[0] == size[1] else f"{size[0]}x{size[1]}"
 
 
 def detection_metrics(after: Evaluation, predictor: Any) -> dict:

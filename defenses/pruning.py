@@ -103,8 +103,9 @@ class FinePruning(ModelRepairDefense):
 
 
 def find_classifier(model: nn.Module, num_classes: int, layer: str = "") -> tuple[str, nn.Conv2d]:
-    """The per-pixel classifier conv and its module name: ``layer`` if given, else the first
-    ``Conv2d`` in ``model.segmentation_head``, else the last ``Conv2d`` with ``num_classes`` outputs."""
+    """The per-pixel classifier conv and its module name: ``layer`` if given, else the last
+    ``Conv2d`` with ``num_classes`` outputs in ``model.segmentation_head``, else the last ``Conv2d`` with ``num_classes`` outputs
+    outside an auxiliary head (torchvision's ``aux_classifier`` only trains, never predicts)."""
     convs = {name: m for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
     if layer:
         if layer not in convs:
@@ -113,11 +114,11 @@ def find_classifier(model: nn.Module, num_classes: int, layer: str = "") -> tupl
                                  f"candidates: {', '.join(close)}")
         return layer, convs[layer]
     head = getattr(model, "segmentation_head", None)
-    if isinstance(head, nn.Module):
-        for name, module in head.named_modules():
-            if isinstance(module, nn.Conv2d):
-                return f"segmentation_head.{name}", module
-    matching = [name for name, m in convs.items() if m.out_channels == num_classes]
+    head_convs = [(n, m) for n, m in head.named_modules() if isinstance(m, nn.Conv2d)] if isinstance(head, nn.Module) else []
+    if head_convs:  # DPT's head has a 3x3 conv before its classifier
+        name, module = next((c for c in reversed(head_convs) if c[1].out_channels == num_classes), head_convs[0])
+        return f"segmentation_head.{name}", module
+    matching = [name for name, m in convs.items() if m.out_channels == num_classes and not name.startswith("aux_")]
     if not matching:
         raise BenchmarkError(f"pruning: no Conv2d with {num_classes} output channels found; "
                              "set the defense parameter 'layer'")

@@ -1,18 +1,26 @@
-"""The model zoo: named segmentation models built from segmentation-models-pytorch + timm.
+"""The model zoo: named segmentation models from segmentation-models-pytorch, torchvision and timm.
 
-A zoo entry is data (architecture + encoder + options), not a class per combination
-(after segmentation-models-pytorch). Every builder takes ``(num_classes, in_channels)`` and
-returns an ``nn.Module`` mapping ``[B,in_channels,H,W]`` images to ``[B,num_classes,H,W]``
-logits. Encoders start from random weights (``encoder_weights=None``): nothing is ever
-downloaded; pass a local ``.safetensors`` file to :func:`build` to start from weights.
+A zoo entry is data (architecture + encoder + options), not a class per combination (after
+segmentation-models-pytorch): :mod:`models.zoo` lists the built-in entries. An entry that
+names an encoder takes another one at build time (``--encoder resnet50``: any smp encoder
+name, or ``tu-<timm name>``; for torchvision entries the backbones torchvision offers), so
+DeepLabV3 with a ResNet-50 is one flag away. A model maps ``[B,in_channels,H,W]`` images to
+``[B,num_classes,H,W]`` logits, or, for torchvision models with an auxiliary head, to a dict
+``{"out": logits, "aux": logits}`` (the engine trains the auxiliary head and predicts from
+``"out"``).
 
-Add a model with ``@models.register("name")`` on a builder function, optionally setting
-``size_divisor`` (input sides must be multiples of it) with :func:`register`.
+Encoders start from random weights: nothing is downloaded unless ``encoder_weights`` names
+weights the library knows (``imagenet``), which the library then downloads itself. Offline,
+give a local ``.safetensors`` file to :func:`build` (``--init-weights``) instead.
+
+Add a model with ``@models.register("name")`` on a builder ``(num_classes, in_channels) ->
+nn.Module``, optionally setting ``size_divisor`` (input sides must be multiples of it).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from pickle import UnpicklingError  # the exception type only: nothing here unpickles
@@ -27,20 +35,47 @@ from benchmark.registry import Registry
 log = logging.getLogger(__name__)
 
 Builder = Callable[[int, int], nn.Module]
+LibraryBuilder = Callable[[int, int, str, "str | None"], nn.Module]
+"""``(num_classes, in_channels, encoder, encoder_weights) -> nn.Module`` of a data entry."""
 
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """A registered model: its builder and what it needs of its input."""
+    """A registered model: how to build it and which image sizes it takes.
+
+    ``encoder`` is the entry's default encoder; entries without one (plugins registered with
+    :func:`register`) have a fixed backbone and take neither ``encoder`` nor ``encoder_weights``.
+    """
 
     name: str
-    builder: Builder
+    builder: Builder | LibraryBuilder
     size_divisor: int = 32
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    encoder: str | None = None
+    library: str = "plugin"
+    """Where the architecture comes from: ``smp``, ``torchvision`` or a ``plugin`` builder."""
+    min_size: int = 8
+    """The smallest side the architecture takes (PAN's pyramid pooling needs 128)."""
+    aux_head: bool = False
+    """Whether the model also returns auxiliary logits (``{"out", "aux"}``), trained with ``aux_weight``."""
+    check_encoder: Callable[[str], None] | None = None
+    """Raises a one-line error for an encoder name the entry's library does not know."""
 
     def summary(self) -> str:
         return self.description or (self.builder.__doc__ or "").strip().split("\n")[0]
+
+    def sizes(self) -> str:
+        """The image sizes it takes, for ``list``."""
+        sides = f"multiples of {self.size_divisor}" if self.size_divisor > 1 else "any"
+        return sides + (f", >= {self.min_size}" if self.min_size > 8 else "")
+
+    def parameters(self) -> str:
+        """Its settable parameters and defaults, for ``list``."""
+        if self.encoder is None:
+            return "-"
+        aux = ", aux head (aux_weight)" if self.aux_head else ""
+        return f"encoder={self.encoder}, encoder_weights=None{aux}"
 
 
 registry: Registry[ZooEntry] = Registry("model")
@@ -56,19 +91,55 @@ def register(name: str, size_divisor: int = 32, description: str = "") -> Callab
     return decorate
 
 
-def check_image_size(name: str, height: int, width: int) -> None:
-    """Raise a one-line error when the architecture cannot take ``height`` x ``width`` images."""
+def add(entry: ZooEntry) -> ZooEntry:
+    """Register a data entry (a library builder with its default encoder)."""
+    return registry.add(entry.name, entry)
+
+
+def size_divisor(name: str, model: Any = None) -> int:
+    """The multiple image sides must be of; with a built smp ``model`` (whose encoder may not be
+    the entry's), also its encoder's output stride where the architecture needs divisible sides."""
     divisor = registry.get(name).size_divisor
+    encoder = getattr(model, "encoder", None)
+    if getattr(model, "requires_divisible_input_shape", False) and hasattr(encoder, "output_stride"):
+        divisor = math.lcm(divisor, int(encoder.output_stride))
+    return divisor
+
+
+def check_image_size(name: str, height: int, width: int, model: Any = None, what: str = "image") -> None:
+    """Raise a one-line error when the architecture cannot take ``height`` x ``width`` inputs."""
+    divisor, least = size_divisor(name, model), registry.get(name).min_size
+    flag = "--crop-size" if what == "crop" else "--image-size"
     if height % divisor or width % divisor:
+        fit = "x".join(str(max(divisor, least, round(side / divisor) * divisor)) for side in dict.fromkeys((height, width)))
         raise BenchmarkError(
-            f"model {name!r} needs image sides divisible by {divisor}, got {height}x{width}; "
-            f"try --image-size {max(divisor, round(height / divisor) * divisor)}"
+            f"model {name!r} needs {what} sides divisible by {divisor}, got {height}x{width}; "
+            f"try {flag} {fit}"
         )
+    if min(height, width) < least:
+        raise BenchmarkError(f"model {name!r} needs {what} sides of at least {least}, got {height}x{width}")
 
 
-def build(name: str, num_classes: int, in_channels: int = 3, weights: str | Path | None = None) -> nn.Module:
-    """Build zoo model ``name``; optionally load a local safetensors (or weights-only torch) file."""
-    model = registry.get(name).builder(num_classes, in_channels)
+def check_encoder(name: str, encoder: str | None, encoder_weights: str | None = None) -> None:
+    """Fail early (before data is loaded) on an encoder the entry cannot take."""
+    entry = registry.get(name)
+    if entry.encoder is None:
+        if encoder is not None or encoder_weights is not None:
+            raise BenchmarkError(f"model {name!r} has a fixed backbone: it takes no --encoder or --encoder-weights")
+    elif encoder is not None and entry.check_encoder is not None:
+        entry.check_encoder(encoder)
+
+
+def build(name: str, num_classes: int, in_channels: int = 3, weights: str | Path | None = None,
+          encoder: str | None = None, encoder_weights: str | None = None) -> nn.Module:
+    """Build zoo model ``name`` (with ``encoder`` instead of the entry's, and the library's
+    ``encoder_weights``); optionally load a local safetensors (or weights-only torch) file."""
+    entry = registry.get(name)
+    check_encoder(name, encoder, encoder_weights)
+    if entry.encoder is None:
+        model = entry.builder(num_classes, in_channels)  # type: ignore[call-arg]
+    else:
+        model = entry.builder(num_classes, in_channels, encoder or entry.encoder, encoder_weights)  # type: ignore[call-arg]
     if weights is not None:
         load_weights(model, weights)
     return model

@@ -1,60 +1,62 @@
-"""The built-in zoo: small timm encoders under the standard smp architectures.
+"""The built-in zoo: every segmentation-models-pytorch architecture and torchvision's models.
 
-Sizes are chosen so that the whole benchmark runs on a laptop CPU at 64x64 in minutes; the
-architectures are the real ones, so a user switches to a larger encoder by registering an
-entry with another ``encoder_name``.
+Each entry is data: a library architecture, its default encoder and options. The smp entries
+default to small encoders (MobileNetV3-small, MiT-B0, ViT-tiny) so that the whole benchmark
+runs on a laptop CPU at 64x64 in minutes; the architectures are the real ones, and
+``--encoder resnet50`` (or any smp / ``tu-<timm>`` encoder name) gives the published
+configurations. The torchvision entries are the published models themselves (ResNet-50 /
+MobileNetV3-large backbones, with the auxiliary FCN head of DeepLabV3 and FCN).
+
+The first six entries and their options predate the others; their names and architectures
+are part of stored artifact keys and must not change.
 """
 
 from __future__ import annotations
 
-import warnings
+import functools
 from typing import Any
 
-import segmentation_models_pytorch as smp
-from torch import nn
-
-from models import register
+from models import ZooEntry, add
+from models.libraries import check_smp_encoder, check_torchvision_backbone, smp_model, torchvision_model
 
 SMALL_ENCODER = "tu-mobilenetv3_small_100"
 
 
-def smp_model(arch: str, num_classes: int, in_channels: int, **options: Any) -> nn.Module:
-    """An smp architecture with random encoder weights (never downloads)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # timm/smp warn about unused pretrained configs
-        return smp.create_model(
-            arch, encoder_weights=None, in_channels=in_channels, classes=num_classes, **options
-        )
+def smp_entry(name: str, arch: str, description: str, encoder: str = SMALL_ENCODER, size_divisor: int = 32,
+              min_size: int = 8, **options: Any) -> None:
+    builder = functools.partial(smp_model, arch, options)
+    add(ZooEntry(name, builder, size_divisor, description, options, encoder=encoder, library="smp",
+                 min_size=min_size, check_encoder=check_smp_encoder))
 
 
-@register("unet", description="U-Net, MobileNetV3-small encoder (the small default)")
-def unet(num_classes: int, in_channels: int) -> nn.Module:
-    return smp_model("Unet", num_classes, in_channels, encoder_name=SMALL_ENCODER,
-                     encoder_depth=4, decoder_channels=(64, 32, 16, 16))
+def torchvision_entry(arch: str, encoder: str, description: str, aux_head: bool) -> None:
+    builder = functools.partial(torchvision_model, arch)
+    add(ZooEntry(f"{arch}_{encoder}", builder, 1, description, encoder=encoder, library="torchvision",
+                 aux_head=aux_head, check_encoder=functools.partial(check_torchvision_backbone, arch)))
 
 
-@register("unet_resnet18", description="U-Net, ResNet-18 encoder")
-def unet_resnet18(num_classes: int, in_channels: int) -> nn.Module:
-    return smp_model("Unet", num_classes, in_channels, encoder_name="resnet18")
+# the original six (small encoders, trimmed decoders for the 64x64 CPU default)
+smp_entry("unet", "Unet", "U-Net, MobileNetV3-small encoder (the small default)",
+          encoder_depth=4, decoder_channels=(64, 32, 16, 16))
+smp_entry("unet_resnet18", "Unet", "U-Net, ResNet-18 encoder", encoder="resnet18")
+smp_entry("fpn", "FPN", "FPN, MobileNetV3-small encoder",
+          decoder_pyramid_channels=64, decoder_segmentation_channels=32)
+smp_entry("deeplabv3plus", "DeepLabV3Plus", "DeepLabV3+, MobileNetV3-small encoder", size_divisor=16,
+          decoder_channels=64)
+smp_entry("pspnet", "PSPNet", "PSPNet, MobileNetV3-small encoder", size_divisor=8)
+smp_entry("segformer", "Segformer", "SegFormer, MiT-B0 encoder", encoder="mit_b0")
 
+# the rest of smp's architectures, at the library's default decoder sizes
+smp_entry("unetplusplus", "UnetPlusPlus", "U-Net++, MobileNetV3-small encoder")
+smp_entry("manet", "MAnet", "MA-Net, MobileNetV3-small encoder")
+smp_entry("linknet", "Linknet", "LinkNet, MobileNetV3-small encoder")
+smp_entry("deeplabv3", "DeepLabV3", "DeepLabV3 (output stride 8), MobileNetV3-small encoder", size_divisor=8)
+smp_entry("pan", "PAN", "Pyramid Attention Network, MobileNetV3-small encoder", min_size=128)
+smp_entry("upernet", "UPerNet", "UPerNet, MobileNetV3-small encoder")
+smp_entry("dpt", "DPT", "DPT, ViT-tiny/16 encoder with dynamic position embeddings (any multiple of 32)",
+          encoder="tu-vit_tiny_patch16_224", dynamic_img_size=True)
 
-@register("fpn", description="FPN, MobileNetV3-small encoder")
-def fpn(num_classes: int, in_channels: int) -> nn.Module:
-    return smp_model("FPN", num_classes, in_channels, encoder_name=SMALL_ENCODER,
-                     decoder_pyramid_channels=64, decoder_segmentation_channels=32)
-
-
-@register("deeplabv3plus", size_divisor=16, description="DeepLabV3+, MobileNetV3-small encoder")
-def deeplabv3plus(num_classes: int, in_channels: int) -> nn.Module:
-    return smp_model("DeepLabV3Plus", num_classes, in_channels, encoder_name=SMALL_ENCODER,
-                     decoder_channels=64)
-
-
-@register("pspnet", size_divisor=8, description="PSPNet, MobileNetV3-small encoder")
-def pspnet(num_classes: int, in_channels: int) -> nn.Module:
-    return smp_model("PSPNet", num_classes, in_channels, encoder_name=SMALL_ENCODER)
-
-
-@register("segformer", description="SegFormer, MiT-B0 encoder")
-def segformer(num_classes: int, in_channels: int) -> nn.Module:
-    return smp_model("Segformer", num_classes, in_channels, encoder_name="mit_b0")
+# torchvision's segmentation models (never their pretrained segmentation weights)
+torchvision_entry("deeplabv3", "resnet50", "torchvision DeepLabV3, ResNet-50, auxiliary FCN head", aux_head=True)
+torchvision_entry("fcn", "resnet50", "torchvision FCN, ResNet-50, auxiliary FCN head", aux_head=True)
+torchvision_entry("lraspp", "mobilenet_v3_large", "torchvision LR-ASPP, MobileNetV3-large", aux_head=False)

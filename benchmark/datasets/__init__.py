@@ -86,9 +86,10 @@ class DatasetConfig:
     """Everything that determines a dataset's tensors (part of every artifact key).
 
     ``train_size`` / ``test_size``: how many images to generate (synthetic) or, for datasets
-    read from disk, the most to load (``None`` = all). Images from disk are brought to
-    ``image_size`` x ``image_size`` by ``resize``: ``stretch`` (bilinear, masks nearest) or
-    ``crop`` (the shorter side scaled to ``image_size``, then the centre square).
+    read from disk, the most to load (``None`` = all). ``image_size`` is a side (square
+    images) or ``(height, width)``; a square pair is stored as its side, so keys made before
+    non-square sizes existed hold. Images from disk are brought to that size by ``resize``:
+    ``stretch`` (bilinear, masks nearest) or ``crop`` (scaled to cover it, then the centre).
 
     ``loading``, ``workers`` and ``cache_dir`` say only *how* the tensors are obtained, never
     what they are, so they are left out of :meth:`key`.
@@ -96,7 +97,7 @@ class DatasetConfig:
 
     name: str = "synthetic"
     root: str | None = None
-    image_size: int = 64
+    image_size: int | tuple[int, int] = 64
     train_size: int | None = None
     test_size: int | None = None
     seed: int = 0
@@ -111,12 +112,26 @@ class DatasetConfig:
     """Where decoded datasets read from disk are cached (the runner uses ``WORKDIR/datasets``)."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.image_size, (tuple, list)):
+            height, width = self.image_size
+            object.__setattr__(self, "image_size", height if height == width else (height, width))
+        if min(self.size) < 8:
+            shown = self.image_size if isinstance(self.image_size, int) else "x".join(map(str, self.image_size))
+            raise BenchmarkError(f"image size must be at least 8, got {shown}")
+        for flag, count in (("--train-size", self.train_size), ("--test-size", self.test_size)):
+            if count is not None and count < 1:
+                raise BenchmarkError(f"{flag} must be at least 1, got {count}")
         if self.resize not in RESIZE_MODES:
             raise BenchmarkError(f"--resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}")
         if self.loading not in LOADING_MODES:
             raise BenchmarkError(f"--loading must be one of {', '.join(LOADING_MODES)}, got {self.loading!r}")
         if self.workers < 0:
             raise BenchmarkError(f"--workers must be >= 0, got {self.workers}")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(height, width)`` of every image."""
+        return (self.image_size, self.image_size) if isinstance(self.image_size, int) else self.image_size
 
     def key(self) -> dict[str, Any]:
         """What determines the tensors (part of every artifact key). ``resize`` came after
@@ -158,8 +173,6 @@ register = registry.register
 def build(config: DatasetConfig) -> SegmentationDataset:
     """Build the dataset named by ``config.name``; generated splits are streamed only when
     ``loading`` asks for it (they were made in memory, so ``auto`` keeps them there)."""
-    if config.image_size < 8:
-        raise BenchmarkError(f"image size must be at least 8, got {config.image_size}")
     if config.root is not None and not Path(config.root).is_dir():
         raise BenchmarkError(f"dataset folder {config.root!r} does not exist")
     data = registry.get(config.name)(config)

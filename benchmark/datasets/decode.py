@@ -50,19 +50,20 @@ class Sample:
     """Instance-id PNG (ids below ``FIRST_INSTANCE_ID`` read as 0 = no instance), if any."""
 
 
-def fit(image: Image.Image, size: int, resize: str, resample: Image.Resampling) -> Image.Image:
-    """``stretch`` to a square, or ``crop``: scale the shorter side to ``size``, keep the centre."""
+def fit(image: Image.Image, size: tuple[int, int], resize: str, resample: Image.Resampling) -> Image.Image:
+    """``stretch`` to ``size`` (height, width), or ``crop``: scale to cover it, keep the centre."""
+    out_h, out_w = size
     if resize == "stretch":
-        return image.resize((size, size), resample)
+        return image.resize((out_w, out_h), resample)
     width, height = image.size
-    scale = size / min(width, height)
-    width, height = max(size, round(width * scale)), max(size, round(height * scale))
-    left, top = (width - size) // 2, (height - size) // 2
-    return image.resize((width, height), resample).crop((left, top, left + size, top + size))
+    scale = max(out_w / width, out_h / height)
+    width, height = max(out_w, round(width * scale)), max(out_h, round(height * scale))
+    left, top = (width - out_w) // 2, (height - out_h) // 2
+    return image.resize((width, height), resample).crop((left, top, left + out_w, top + out_h))
 
 
-def read_image(path: Path, size: int, resize: str) -> np.ndarray:
-    """``uint8 [3,size,size]``; any PIL mode (grey, RGBA, CMYK jpg) is converted to RGB."""
+def read_image(path: Path, size: tuple[int, int], resize: str) -> np.ndarray:
+    """``uint8 [3,height,width]``; any PIL mode (grey, RGBA, CMYK jpg) is converted to RGB."""
     try:
         with Image.open(path) as image:
             rgb = fit(image.convert("RGB"), size, resize, Image.Resampling.BILINEAR)
@@ -71,8 +72,8 @@ def read_image(path: Path, size: int, resize: str) -> np.ndarray:
     return np.array(rgb, dtype=np.uint8).transpose(2, 0, 1)
 
 
-def read_mask(sample: Sample, size: int, resize: str, num_classes: int) -> np.ndarray:
-    """Labels ``uint8 [size,size]``: raw values (palette indices for 'P' masks, never RGB)
+def read_mask(sample: Sample, size: tuple[int, int], resize: str, num_classes: int) -> np.ndarray:
+    """Labels ``uint8 [height,width]``: raw values (palette indices for 'P' masks, never RGB)
     through the sample's table, resized nearest so labels are never blended."""
     path = sample.mask
     try:
@@ -95,8 +96,8 @@ def read_mask(sample: Sample, size: int, resize: str, num_classes: int) -> np.nd
     return raw.astype(np.uint8)
 
 
-def read_instances(path: Path, size: int, resize: str) -> np.ndarray:
-    """Instance ids ``int32 [size,size]`` (0 = none), resized nearest."""
+def read_instances(path: Path, size: tuple[int, int], resize: str) -> np.ndarray:
+    """Instance ids ``int32 [height,width]`` (0 = none), resized nearest."""
     try:
         with Image.open(path) as ids:
             raw = np.asarray(fit(ids.convert("I"), size, resize, Image.Resampling.NEAREST)).astype(np.int32)
@@ -109,7 +110,7 @@ class _Decoder(Dataset):
     """Decodes sample ``i`` in a worker; an error travels back as text (a worker's exception
     would reach the user wrapped in a multi-line traceback)."""
 
-    def __init__(self, samples: Sequence[Sample], size: int, resize: str, num_classes: int) -> None:
+    def __init__(self, samples: Sequence[Sample], size: tuple[int, int], resize: str, num_classes: int) -> None:
         self.samples, self.size, self.resize, self.num_classes = samples, size, resize, num_classes
 
     def __len__(self) -> int:
@@ -117,14 +118,14 @@ class _Decoder(Dataset):
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
         sample = self.samples[i]
-        no_instances = np.zeros((self.size, self.size), dtype=np.int32)
+        no_instances = np.zeros(self.size, dtype=np.int32)
         try:
             image = read_image(sample.image, self.size, self.resize)
             mask = read_mask(sample, self.size, self.resize, self.num_classes)
             instances = no_instances if sample.instances is None else read_instances(sample.instances, self.size, self.resize)
         except BenchmarkError as error:
-            empty = np.zeros((self.size, self.size), dtype=np.uint8)
-            return np.zeros((3, self.size, self.size), dtype=np.uint8), empty, no_instances, str(error)
+            empty = np.zeros(self.size, dtype=np.uint8)
+            return np.zeros((3, *self.size), dtype=np.uint8), empty, no_instances, str(error)
         return image, mask, instances, ""
 
 
@@ -132,7 +133,7 @@ def decode_into(images: np.ndarray, masks: np.ndarray, samples: Sequence[Sample]
                 num_classes: int, desc: str, instances: np.ndarray | None = None) -> None:
     """Fill ``images`` / ``masks`` (and ``instances`` if given; arrays or memory maps) with the
     decoded samples, in order."""
-    decoder = _Decoder(samples, config.image_size, config.resize, num_classes)
+    decoder = _Decoder(samples, config.size, config.resize, num_classes)
     loader = DataLoader(decoder, batch_size=4, num_workers=min(config.workers, len(samples)))
     start = 0
     for image_batch, mask_batch, instance_batch, errors in tqdm(loader, desc=desc, unit="batch", leave=False,
@@ -149,16 +150,16 @@ def decode_into(images: np.ndarray, masks: np.ndarray, samples: Sequence[Sample]
 
 def load_split(name: str, split: str, samples: Sequence[Sample], config: DatasetConfig, num_classes: int) -> Split:
     """The decoded split: from the cache when there is a valid one, else decoded (and cached)."""
-    size = config.image_size
-    stream = should_stream(config, len(samples) * size * size * 4)
+    height, width = config.size
+    stream = should_stream(config, len(samples) * height * width * 4)
     desc = f"{name} {split}"
     parts = PARTS + (INSTANCE_PART,) if samples and all(s.instances is not None for s in samples) else PARTS
     instances = None
     if config.cache_dir is None:
-        images = np.empty((len(samples), 3, size, size), dtype=np.uint8)
-        masks = np.empty((len(samples), size, size), dtype=np.uint8)
+        images = np.empty((len(samples), 3, height, width), dtype=np.uint8)
+        masks = np.empty((len(samples), height, width), dtype=np.uint8)
         if INSTANCE_PART in parts:
-            instances = np.empty((len(samples), size, size), dtype=np.int32)
+            instances = np.empty((len(samples), height, width), dtype=np.int32)
         decode_into(images, masks, samples, config, num_classes, desc, instances)
     else:
         folder = Path(config.cache_dir) / f"{name}-{split}-{cache_key(config, samples)}"
@@ -167,7 +168,7 @@ def load_split(name: str, split: str, samples: Sequence[Sample], config: Dataset
                 write_cache(folder, samples, config, num_classes, desc, parts)
             images, masks, *rest = (np.load(folder / f"{part}.npy", mmap_mode="c" if stream else None) for part in parts)
             instances = rest[0] if rest else None
-    log.info("%s: %d images at %dx%d (%s)%s", desc, len(samples), size, size, "streamed" if stream else "in memory",
+    log.info("%s: %d images at %dx%d (%s)%s", desc, len(samples), height, width, "streamed" if stream else "in memory",
              ", with instance ids" if instances is not None else "")
     return Split(torch.from_numpy(images), torch.from_numpy(masks),
                  None if instances is None else torch.from_numpy(instances), streamed=stream)
@@ -207,8 +208,8 @@ def write_cache(folder: Path, samples: Sequence[Sample], config: DatasetConfig, 
     (with both hashes) is written last and marks the cache complete."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "meta.json").unlink(missing_ok=True)
-    size, n = config.image_size, len(samples)
-    shapes = {"images": (n, 3, size, size), "masks": (n, size, size), INSTANCE_PART: (n, size, size)}
+    n = len(samples)
+    shapes = {"images": (n, 3, *config.size), "masks": (n, *config.size), INSTANCE_PART: (n, *config.size)}
     dtypes = {"images": np.uint8, "masks": np.uint8, INSTANCE_PART: np.int32}
     temps = {part: folder / f".{part}.npy.tmp" for part in parts}
     try:

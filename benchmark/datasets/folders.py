@@ -144,8 +144,8 @@ def _no_orphans(name: str, masks: Sequence[Path], image_stems: set[str], stem_of
 def _build(config: DatasetConfig, class_names: Sequence[str], list_samples: Callable[[str], list[Sample]],
            split_names: tuple[str, str], attack_defaults: dict | None = None) -> SegmentationDataset:
     """List both splits (so layout errors come before any decoding), cap them, load them."""
-    train = _cap(list_samples(split_names[0]), config.train_size, "--train-size")
-    test = _cap(list_samples(split_names[1]), config.test_size, "--test-size")
+    train = _cap(list_samples(split_names[0]), config.train_size)
+    test = _cap(list_samples(split_names[1]), config.test_size)
     n = len(class_names)
     return SegmentationDataset(
         name=config.name, class_names=tuple(class_names),
@@ -155,13 +155,9 @@ def _build(config: DatasetConfig, class_names: Sequence[str], list_samples: Call
     )
 
 
-def _cap(samples: list[Sample], limit: int | None, flag: str) -> list[Sample]:
+def _cap(samples: list[Sample], limit: int | None) -> list[Sample]:
     """Keep the first ``limit`` samples (sorted order), so a capped run is reproducible."""
-    if limit is None:
-        return samples
-    if limit < 1:
-        raise BenchmarkError(f"{flag} must be at least 1 (or unset for all images), got {limit}")
-    return samples[:limit]
+    return samples if limit is None else samples[:limit]  # DatasetConfig rejects limits below 1
 
 
 @register("folder")

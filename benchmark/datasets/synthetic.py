@@ -30,14 +30,14 @@ class _Canvas:
     gather), which keeps generation at about a second for thousands of images.
     """
 
-    def __init__(self, n: int, size: int, generator: torch.Generator) -> None:
+    def __init__(self, n: int, size: tuple[int, int], generator: torch.Generator) -> None:
         self.n, self.size, self.gen = n, size, generator
-        coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size
-        self.y = coords.view(1, size, 1)
-        self.x = coords.view(1, 1, size)
-        self.label = torch.full((n, size, size), SKY, dtype=torch.long)
-        self.instance = torch.zeros(n, size, size, dtype=torch.int32)
-        self.layer = torch.zeros(n, size, size, dtype=torch.long)  # 0 = the background
+        height, width = size
+        self.y = ((torch.arange(height, dtype=torch.float32) + 0.5) / height).view(1, height, 1)
+        self.x = ((torch.arange(width, dtype=torch.float32) + 0.5) / width).view(1, 1, width)
+        self.label = torch.full((n, height, width), SKY, dtype=torch.long)
+        self.instance = torch.zeros(n, height, width, dtype=torch.int32)
+        self.layer = torch.zeros(n, height, width, dtype=torch.long)  # 0 = the background
         self.palette: list[torch.Tensor] = [torch.zeros(n, 3)]
 
     def uniform(self, low: float, high: float, *shape: int) -> torch.Tensor:
@@ -52,7 +52,7 @@ class _Canvas:
     def paint(self, region: torch.Tensor, colour: torch.Tensor, label: int | None = None,
               instance: torch.Tensor | None = None) -> None:
         """Paint ``colour`` where ``region`` (bool, broadcast to [N,H,W]); set label and instance."""
-        region = region.expand(self.n, self.size, self.size)
+        region = region.expand(self.n, *self.size)
         self.palette.append(colour)
         self.layer.masked_fill_(region, len(self.palette) - 1)
         if label is not None:
@@ -67,8 +67,11 @@ class _Canvas:
         return torch.where((self.layer > 0).unsqueeze(1), painted, background)
 
 
-def generate(n: int, size: int, seed: int) -> Split:
-    """Generate ``n`` scenes of ``size`` x ``size`` pixels, deterministically from ``seed``."""
+def generate(n: int, size: int | tuple[int, int], seed: int) -> Split:
+    """Generate ``n`` scenes of ``size`` (a side, or ``(height, width)``) pixels,
+    deterministically from ``seed``. Shapes are drawn in coordinates relative to each side,
+    so a wide image shows the same kind of scene stretched."""
+    size = (size, size) if isinstance(size, int) else size
     gen = torch.Generator().manual_seed(seed)
     c = _Canvas(n, size, gen)
     y, x = c.y, c.x
@@ -163,7 +166,7 @@ def generate(n: int, size: int, seed: int) -> Split:
         c.paint(wheels, c.colour((0.08, 0.08, 0.08), 0.03), CAR, ident)
 
     brightness = c.uniform(0.85, 1.15, 1, 1, 1)
-    image = c.render(sky.expand(n, 3, size, size))
+    image = c.render(sky.expand(n, 3, *size))
     noise = torch.randn(image.shape, generator=gen) * 0.03
     image = ((image * brightness + noise).clamp(0, 1) * 255).round().to(torch.uint8)
     return Split(image, c.label, c.instance)
@@ -172,7 +175,7 @@ def generate(n: int, size: int, seed: int) -> Split:
 @register("synthetic")
 def build(config: DatasetConfig) -> SegmentationDataset:
     """Synthetic street scenes; train and test come from independent streams of the seed."""
-    train = generate(config.train_size or DEFAULT_TRAIN_SIZE, config.image_size, 2 * config.seed)
-    test = generate(config.test_size or DEFAULT_TEST_SIZE, config.image_size, 2 * config.seed + 1)
+    train = generate(config.train_size or DEFAULT_TRAIN_SIZE, config.size, 2 * config.seed)
+    test = generate(config.test_size or DEFAULT_TEST_SIZE, config.size, 2 * config.seed + 1)
     return SegmentationDataset("synthetic", CLASS_NAMES, train, test,
                               attack_defaults={"target": "road", "victims": ("car",)})

@@ -16,7 +16,10 @@ from defenses import CleanBudget, registry
 from defenses.pruning import MASK, add_channel_mask, find_classifier
 
 
-@pytest.mark.parametrize("name", models.registry.names())
+SMP_ENTRIES = [name for name, entry in models.registry.items() if entry.library == "smp"]
+
+
+@pytest.mark.parametrize("name", SMP_ENTRIES)
 @torch.no_grad()
 def test_mask_removes_channels_on_every_zoo_model(name: str) -> None:
     torch.manual_seed(0)
@@ -25,7 +28,8 @@ def test_mask_removes_channels_on_every_zoo_model(name: str) -> None:
     layer, conv = find_classifier(model, 4)
     assert layer.startswith("segmentation_head")
     mask = add_channel_mask(conv)
-    x, other = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    side = max(64, models.registry.get(name).min_size)
+    x, other = torch.rand(2, 3, side, side), torch.rand(2, 3, side, side)
     unmasked = model(x)
     torch.testing.assert_close(unmasked, reference(x))
 
@@ -40,6 +44,12 @@ def test_mask_removes_channels_on_every_zoo_model(name: str) -> None:
     silenced = model(x)
     torch.testing.assert_close(silenced, model(other))
     torch.testing.assert_close(silenced, conv.bias.view(1, -1, 1, 1).expand_as(silenced))
+
+
+@pytest.mark.parametrize(("name", "layer"), [("deeplabv3_resnet50", "classifier.4"), ("fcn_resnet50", "classifier.4"),
+                                           ("lraspp_mobilenet_v3_large", "classifier.high_classifier")])
+def test_torchvision_models_prune_their_classifier_not_the_auxiliary_head(name: str, layer: str) -> None:
+    assert find_classifier(models.build(name, num_classes=4), 4)[0] == layer
 
 
 def test_end_to_end_on_unet_leaves_the_input_model_alone(make_budget) -> None:
