@@ -226,7 +226,7 @@ def write_cache(folder: Path, samples: Sequence[Sample], config: DatasetConfig, 
     finally:
         for temp in temps.values():
             temp.unlink(missing_ok=True)
-    atomic_write_json(folder / "meta.json", {**hashes, "samples": n, "image_size": size, "resize": config.resize})
+    atomic_write_json(folder / "meta.json", {**hashes, "samples": n, "image_size": config.image_size, "resize": config.resize})
     log.info("%s: decoded %d files once into %s", desc, n, folder)
 
 
