@@ -131,10 +131,7 @@ class ImplicitBackdoorUnlearning(ModelRepairDefense):
                       images: torch.Tensor, masks: torch.Tensor) -> float:
         """Set ``p.grad`` of the model parameters to the implicit hypergradient of the outer loss."""
         delta = delta.clone().requires_grad_(True)
-        count = max(1, round(self.perturbed_fraction * images.shape[0]))
-        carries = torch.zeros(images.shape[0], 1, 1, 1, device=images.device)
-        carries[:count] = 1
-        outer = pixel_ce_of(forward(model, images + carries * delta), masks)
+        outer = pixel_ce_of(forward(model, perturb(images, delta, self.perturbed_fraction)), masks)
         outer_delta, *outer_params = torch.autograd.grad(outer, [delta, *params], allow_unused=True)
         inner_gradient, = torch.autograd.grad(self.inner_loss(model, delta, images, masks), delta,
                                               create_graph=True)
@@ -154,3 +151,11 @@ class ImplicitBackdoorUnlearning(ModelRepairDefense):
 def hardsigmoid_twice_differentiable(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
     """The same values as ``hardsigmoid``, through ops that support double backward."""
     return torch.nn.functional.relu6(args[0] + 3) / 6
+
+
+def perturb(images: torch.Tensor, delta: torch.Tensor, fraction: float) -> torch.Tensor:
+    """The batch with ``delta`` added to its first ``round(fraction * batch)`` images, at least one."""
+    count = max(1, round(fraction * images.shape[0]))
+    carries = torch.zeros(images.shape[0], 1, 1, 1, device=images.device, dtype=images.dtype)
+    carries[:count] = 1
+    return images + carries * delta
