@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 
 class AdversarialNeuronPruning(ModelRepairDefense):
-    """ANP: learn per-channel masks under adversarial neuron noise, prune the low ones (threshold by held-out clean mIoU)."""
+    """ANP: prune the BatchNorm channels whose masks adversarial neuron noise drives down."""
 
     name = "anp"
 
