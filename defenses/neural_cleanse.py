@@ -25,7 +25,10 @@ steps at or above ``success`` multiply it by 1.5, after ``patience`` below divid
 class (one budget batch each) instead of epochs over the data, to stay cheaper than training
 the model; the mask starts faint (0.1) rather than random, so short runs approach the
 trigger from below; success at 0.95 of the source's pixels rather than 0.99, since boundary
-pixels of a segment rarely all flip. Only the top flagged class is unlearnt. If no class is
+pixels of a segment rarely all flip; a class for which no step reaches it gets the image area
+as its norm (no trigger smaller than everything was found), not the norm of its last,
+unsuccessful mask, which the L1 cost may have shrunk into a false outlier. Only the top
+flagged class is unlearnt. If no class is
 flagged the model is returned unchanged. BatchNorm statistics stay frozen while unlearning
 (``defenses/repair.py``): triggered batches would otherwise shift them.
 """
@@ -35,6 +38,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -103,6 +107,7 @@ class NeuralCleanse(ModelRepairDefense):
         flagged = [c for c in range(len(norms)) if norms[c] < norms.median() and anomaly[c] > self.anomaly_threshold]
         self.report = {
             "mask_norms": {names[c]: t.norm for c, t in enumerate(triggers)},
+            "triggers_found": {names[c]: t.found for c, t in enumerate(triggers)},
             "source_classes": {names[c]: names[t.source] if t.source >= 0 else None for c, t in enumerate(triggers)},
             "anomaly_indices": {names[c]: float(a) for c, a in enumerate(anomaly)},
             "anomaly_index": float(anomaly[top]), "smallest_mask_class": names[top],
@@ -148,12 +153,12 @@ class NeuralCleanse(ModelRepairDefense):
                 cost, above = cost * 1.5, 0
             elif below >= self.patience:
                 cost, below = cost / 1.5 ** 1.5, 0
-        if best.mask is None:  # never reached the success rate: its last (large) mask stands
-            log.debug("neural_cleanse: class %d never reached success %.2f", target, self.success)
-            best = last
-        if best.mask is None:
+        if last.mask is None:
             raise BenchmarkError("neural_cleanse: no budget batch has pixels of a class other than the "
                                  f"candidate target {budget.class_names[target]!r}")
+        if best.mask is None:  # no trigger found in the steps given: as costly as masking everything
+            log.debug("neural_cleanse: class %d never reached success %.2f", target, self.success)
+            best = Trigger(float(shape.numel()), last.source, last.mask, last.pattern, found=False)
         log.debug("neural_cleanse: target %d, mask norm %.1f, source %d", target, best.norm, best.source)
         return best
 
@@ -172,11 +177,16 @@ class NeuralCleanse(ModelRepairDefense):
         return model
 
 
+@dataclass(frozen=True)
 class Trigger:
-    """A reversed trigger: L1 norm of its mask, the source class it flips, mask and pattern."""
+    """A reversed trigger: L1 norm of its mask, the source class it flips, mask and pattern;
+    ``found`` is False when no step reached the success rate (the norm is then the image area)."""
 
-    def __init__(self, norm: float, source: int, mask: torch.Tensor | None, pattern: torch.Tensor | None) -> None:
-        self.norm, self.source, self.mask, self.pattern = norm, source, mask, pattern
+    norm: float
+    source: int
+    mask: torch.Tensor | None
+    pattern: torch.Tensor | None
+    found: bool = True
 
 
 def squash(param: torch.Tensor) -> torch.Tensor:
