@@ -70,7 +70,7 @@ class ChannelLipschitzPruning(ModelRepairDefense):
 
 def conv_bn_pairs(model: nn.Module, image_shape: torch.Size) -> list[tuple[str, nn.Conv2d, nn.Module]]:
     """``(bn name, conv, bn)`` for every BatchNorm whose input is a Conv2d's output, found by
-    tracing one forward pass of a zero image of ``image_shape``."""
+    tracing one forward pass of blank images of ``image_shape``."""
     names = {module: name for name, module in model.named_modules()}
     produced_by: dict[int, tuple[nn.Conv2d, torch.Tensor]] = {}  # the output kept alive: ids stay unique
     pairs: list[tuple[str, nn.Conv2d, nn.Module]] = []
@@ -89,7 +89,8 @@ def conv_bn_pairs(model: nn.Module, image_shape: torch.Size) -> list[tuple[str, 
     parameter = next(model.parameters())
     try:
         with torch.no_grad():
-            model.eval()(torch.zeros(1, *image_shape, device=parameter.device, dtype=parameter.dtype))
+            # two images: GroupNorm (FPN) refuses a single value per channel at the deepest stage
+            model.eval()(torch.zeros(2, *image_shape, device=parameter.device, dtype=parameter.dtype))
     finally:
         for handle in handles:
             handle.remove()
