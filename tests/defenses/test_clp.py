@@ -65,6 +65,12 @@ def test_pairs_are_traced_through_the_forward_pass() -> None:
     assert [name for name, _, _ in pairs] == ["bn"]
 
 
+def test_tracing_survives_a_group_norm_on_a_single_pixel() -> None:
+    """FPN's GroupNorm sees one pixel per channel at the deepest stage of a small image."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.GroupNorm(4, 4))
+    assert [name for name, _, _ in conv_bn_pairs(model, torch.Size([3, 8, 8]))] == ["1"]
+
+
 def test_segformer_is_refused_in_one_line(make_budget) -> None:
     model = models.build("segformer", num_classes=4)
     with pytest.raises(BenchmarkError, match="clp: the model's encoder has no BatchNorm"):
