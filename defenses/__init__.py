@@ -2,7 +2,8 @@
 
 from defenses.base import (CleanBudget, Defense, DetectionDefense, InputFilterDefense,
                            ModelRepairDefense, Predictor)
-from defenses import bit_depth, gaussian, jpeg, median, none, pruning, shrink_pad, strip  # noqa: F401,E402  (register the built-ins)
+from defenses import (anp, bit_depth, clp, finetune, fst, gaussian, ibau, jpeg, median, nad,  # noqa: F401,E402
+                      neural_cleanse, none, pruning, shrink_pad, strip)  # (register the built-ins)
 
 registry = Defense.registry
 

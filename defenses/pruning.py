@@ -102,15 +102,16 @@ class FinePruning(ModelRepairDefense):
         return model
 
 
-def find_classifier(model: nn.Module, num_classes: int, layer: str = "") -> tuple[str, nn.Conv2d]:
+def find_classifier(model: nn.Module, num_classes: int, layer: str = "", what: str = "pruning") -> tuple[str, nn.Conv2d]:
     """The per-pixel classifier conv and its module name: ``layer`` if given, else the last
     ``Conv2d`` with ``num_classes`` outputs in ``model.segmentation_head``, else the last ``Conv2d`` with ``num_classes`` outputs
-    outside an auxiliary head (torchvision's ``aux_classifier`` only trains, never predicts)."""
+    outside an auxiliary head (torchvision's ``aux_classifier`` only trains, never predicts).
+    ``what`` names the caller in errors."""
     convs = {name: m for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
     if layer:
         if layer not in convs:
             close = difflib.get_close_matches(layer, list(convs), n=3, cutoff=0.3) or list(convs)[-3:]
-            raise BenchmarkError(f"pruning: layer {layer!r} is not a Conv2d of the model; "
+            raise BenchmarkError(f"{what}: layer {layer!r} is not a Conv2d of the model; "
                                  f"candidates: {', '.join(close)}")
         return layer, convs[layer]
     head = getattr(model, "segmentation_head", None)
@@ -120,7 +121,7 @@ def find_classifier(model: nn.Module, num_classes: int, layer: str = "") -> tupl
         return f"segmentation_head.{name}", module
     matching = [name for name, m in convs.items() if m.out_channels == num_classes and not name.startswith("aux_")]
     if not matching:
-        raise BenchmarkError(f"pruning: no Conv2d with {num_classes} output channels found; "
+        raise BenchmarkError(f"{what}: no Conv2d with {num_classes} output channels found; "
                              "set the defense parameter 'layer'")
     return matching[-1], convs[matching[-1]]
 

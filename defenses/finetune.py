@@ -1,0 +1,52 @@
+"""``finetune``: plain fine-tuning (FT) on the clean budget, the baseline every repair defense
+is compared with (e.g. Liu et al. 2018, "Fine-Pruning", section 5; BackdoorBench's ``ft``).
+
+The whole model is trained for a few epochs on the defender's clean images with per-pixel
+cross-entropy (ignore index skipped). Clean fine-tuning overwrites the backdoor only as far as
+the clean gradient happens to touch it; Min et al. 2023 (FST) show it fails at low poison
+rates, which makes it the floor the other repairs must beat.
+
+Departures: AdamW rather than SGD (the models here are trained with AdamW, and the same rate
+works across the zoo); BatchNorm statistics stay frozen (see ``defenses/repair.py``). No
+early stopping: the epoch count is fixed, so nothing is chosen on any data.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+from torch import nn
+
+from defenses.base import CleanBudget, ModelRepairDefense
+from defenses.pruning import budget_miou
+from defenses.repair import tune
+
+log = logging.getLogger(__name__)
+
+
+class FineTuning(ModelRepairDefense):
+    """Fine-tuning (FT): train the whole model on the clean budget for a few epochs."""
+
+    name = "finetune"
+
+    epochs: int = 10
+    """Epochs over the clean budget."""
+    lr: float = 1e-3
+    """AdamW learning rate."""
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    def repair(self, model: nn.Module, budget: CleanBudget) -> nn.Module:
+        model = copy.deepcopy(model)
+        before = budget_miou(model, budget)
+        loss = tune(model, budget, self.epochs, self.lr, desc="finetune")
+        self.report = {"budget_miou_before": before, "budget_miou_after": budget_miou(model, budget),
+                       "final_loss": loss}
+        log.info("finetune: %d epochs, budget mIoU %.4f -> %.4f", self.epochs, before,
+                 self.report["budget_miou_after"])
+        return model

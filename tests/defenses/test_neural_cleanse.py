@@ -1,0 +1,76 @@
+"""Neural Cleanse: on a hand-built model with a planted backdoor class, the reversed masks of
+the other classes are large, the planted class's is tiny, MAD flags it and unlearning
+weakens it; a model without a planted class is left as it is."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from benchmark.errors import BenchmarkError
+from defenses import CleanBudget, registry
+from defenses.neural_cleanse import anomaly_indices
+
+COLOURS = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.9, 0.1], [0.1, 0.1, 0.9], [0.5, 0.5, 0.1]])
+
+
+class NearestColour(nn.Module):
+    """Labels each pixel with the nearest of four colours; with ``backdoor`` a white 2x2 patch in
+    the top-left corner turns every pixel into class 3 (the colours' patches average 0.37, far
+    below the patch's 1)."""
+
+    def __init__(self, backdoor: bool) -> None:
+        super().__init__()
+        self.colours = nn.Parameter(COLOURS.clone())
+        self.strength = nn.Parameter(torch.tensor(200.0 if backdoor else 0.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        distance = ((x.unsqueeze(1) - self.colours.view(1, 4, 3, 1, 1)) ** 2).sum(dim=2)
+        patch = x[:, :, :2, :2].mean(dim=(1, 2, 3))
+        trigger = self.strength * nn.functional.softplus(10 * (patch - 0.6)) / 10  # ~2 on clean patches
+        return -20 * distance + torch.stack([torch.zeros_like(trigger)] * 3 + [trigger], dim=1).view(-1, 4, 1, 1)
+
+
+def stripes_budget() -> CleanBudget:
+    """16x16 images of four vertical colour stripes in a random order, with light noise."""
+    generator = torch.Generator().manual_seed(0)
+    images, masks = [], []
+    for _ in range(8):
+        order = torch.randperm(4, generator=generator)
+        labels = order.repeat_interleave(4).expand(16, 16)
+        noise = 0.05 * torch.randn(3, 16, 16, generator=generator)
+        images.append(((COLOURS[labels].permute(2, 0, 1) + noise).clamp(0, 1) * 255).round().to(torch.uint8))
+        masks.append(labels.clone())
+    return CleanBudget(torch.stack(images), torch.stack(masks), ("c0", "c1", "c2", "c3"), torch.device("cpu"), 4)
+
+
+def test_mad_flags_the_planted_class_and_unlearning_weakens_it() -> None:
+    model = NearestColour(backdoor=True)
+    defense = registry.get("neural_cleanse").create({"steps": 60, "unlearn_epochs": 3, "unlearn_lr": 0.5})
+    repaired = defense.fit(model, stripes_budget()).model
+    report = defense.report
+    norms = report["mask_norms"]
+    assert report["flagged_class"] == "c3" and report["anomaly_index"] > 2
+    assert norms["c3"] < 10 < min(norms["c0"], norms["c1"], norms["c2"])
+    assert repaired is not model and float(repaired.strength) < float(model.strength) == 200.0
+
+
+def test_a_model_without_a_planted_class_is_left_alone() -> None:
+    model = NearestColour(backdoor=False)
+    defense = registry.get("neural_cleanse").create({"steps": 60})
+    assert defense.fit(model, stripes_budget()).model is model
+    assert defense.report["flagged_class"] is None
+
+
+def test_anomaly_index_is_the_deviation_in_robust_standard_deviations() -> None:
+    norms = torch.tensor([10.0, 11.0, 9.0, 10.0, 1.0])
+    # median 10, MAD 1: the outlier lies 9 / 1.4826 robust standard deviations away
+    torch.testing.assert_close(anomaly_indices(norms), torch.tensor([0.0, 1, 1, 0, 9]) / 1.4826)
+
+
+@pytest.mark.parametrize("params", [{"steps": "0"}, {"success": "0"}, {"unlearn_fraction": "2"},
+                                    {"anomaly_threshold": "0"}, {"lr": "0"}])
+def test_bad_parameters(params: dict) -> None:
+    with pytest.raises(BenchmarkError):
+        registry.get("neural_cleanse").create(params)
