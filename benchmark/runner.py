@@ -24,7 +24,7 @@ import torch
 
 import models
 from attacks import Attack
-from benchmark import datasets, metrics
+from benchmark import datasets, metrics, retrain
 from benchmark.datasets import DatasetConfig, SegmentationDataset
 from benchmark.engine import TrainConfig, resolve_device, seed_everything, train
 from benchmark.errors import BenchmarkError
@@ -280,7 +280,12 @@ def compute_cell(spec: RunSpec, data: SegmentationDataset, attack: Attack, defen
 
     budget = clean_budget(spec, data, attack, device)
     start = time.perf_counter()
-    predictor = defense.fit(attacked_model, budget)
+    if retrain.is_training_time(defense):  # given the poisoned training set, not the budget
+        defended_model, training_time = retrain.defend(model_description(spec, attack), spec, data, attack,
+                                                       defense, attacked_model, device)
+        predictor = ModelPredictor(defended_model)
+    else:
+        predictor, training_time = defense.fit(attacked_model, budget), {}
     defense_seconds = time.perf_counter() - start
     if isinstance(predictor, ModelPredictor) and predictor.model is attacked_model:
         after = before  # the defense left the model as it was: its evaluation is the undefended one
@@ -311,6 +316,7 @@ def compute_cell(spec: RunSpec, data: SegmentationDataset, attack: Attack, defen
         "versions": package_versions(), "artifact": sidecar["key"], "cell": key,
     }
     result.update(detection_metrics(after, predictor))
+    result.update(training_time)
     return json_safe(result)
 
 

@@ -1,0 +1,141 @@
+"""``abl``: Anti-Backdoor Learning (Li et al., NeurIPS 2021, "Anti-Backdoor Learning: Training
+Clean Models on Poisoned Data"), adapted to segmentation.
+
+Backdoored samples are learned much faster than clean ones. ABL trains in three stages:
+
+1. *isolation*: ``isolation_epochs`` of local gradient ascent (LGA): the loss ``l`` of each
+   sample becomes ``sign(l - gamma) * l``, so samples fitted below ``gamma`` are pushed back up
+   while the fast-learned poisoned ones keep falling; the ``isolation_rate`` fraction of samples
+   with the lowest loss is isolated;
+2. *training*: the same model continues with the victim's recipe on the rest of the data;
+3. *unlearning*: ``unlearning_epochs`` of gradient ascent (loss ``-l``) on the isolated samples.
+
+Segmentation specifics and departures:
+
+- A sample is a *segment* (the pixels labelled class ``k`` in one image): LGA acts per pixel
+  (the per-sample loss of the paper; the official code applies it to the batch-mean loss, which
+  lets a batch's clean samples mask its poisoned ones), and isolation ranks segments by their
+  mean pixel loss, because a fine-grained attack poisons only the pixels of one segment.
+  Isolated segments are set to ignore for stage 2 and are the only labelled pixels of stage 3.
+- Stage 2 continues from the isolation model (as the official code does) with the recipe's
+  AdamW one-cycle schedule; stage 3 uses SGD with Nesterov momentum at ``unlearning_lr`` as
+  the official code does, with BatchNorm statistics frozen (eval mode): a handful of
+  isolated, mostly triggered images must not overwrite the statistics of the whole set.
+- Cost: ``isolation_epochs`` + the recipe's epochs + the unlearning epochs on the isolated
+  samples (about 1.3 trainings at the defaults).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.datasets import IGNORE_INDEX
+from benchmark.engine import autocast, batch_indices, one_cycle, prepare_model, to_input, train
+from defenses.training import Flags, PoisonedTrainingSet, TrainingDefense, segment_losses
+
+log = logging.getLogger(__name__)
+
+
+class AntiBackdoorLearning(TrainingDefense):
+    """ABL: isolate the fastest-learned segments with LGA, train on the rest, unlearn them."""
+
+    name = "abl"
+
+    isolation_epochs: int = 2
+    """Epochs of local gradient ascent before isolating (stage 1)."""
+    gamma: float = 0.5
+    """LGA loss floor: per-pixel losses below it are ascended."""
+    isolation_rate: float = 0.01
+    """Fraction of segments isolated as poisoned (1% in the paper)."""
+    unlearning_epochs: int = 5
+    """Epochs of gradient ascent on the isolated segments (stage 3)."""
+    unlearning_lr: float = 5e-4
+    """SGD learning rate of the unlearning stage (the official code's)."""
+
+    def __post_init__(self) -> None:
+        if self.isolation_epochs < 1:
+            raise ValueError(f"isolation_epochs must be >= 1, got {self.isolation_epochs}")
+        if not self.gamma >= 0:
+            raise ValueError(f"gamma must be >= 0, got {self.gamma}")
+        if not 0 < self.isolation_rate < 1:
+            raise ValueError(f"isolation_rate must be in (0, 1), got {self.isolation_rate}")
+        if self.unlearning_epochs < 0:
+            raise ValueError(f"unlearning_epochs must be >= 0, got {self.unlearning_epochs}")
+        if not self.unlearning_lr > 0:
+            raise ValueError(f"unlearning_lr must be > 0, got {self.unlearning_lr}")
+
+    def train_model(self, data: PoisonedTrainingSet) -> tuple[nn.Module, Flags]:
+        model = prepare_model(data.new_model(), data.device)
+        lga_train(model, data, self.isolation_epochs, self.gamma)
+        losses = segment_losses(model, data)
+        present = ~losses.isnan()
+        count = max(1, math.ceil(self.isolation_rate * int(present.sum())))
+        isolated = torch.zeros_like(present).flatten()
+        isolated[losses.nan_to_num(nan=math.inf).flatten().argsort(stable=True)[:count]] = True
+        isolated = isolated.view_as(present)
+        log.info("abl: isolated %d of %d segments (losses below %.4f)", count, int(present.sum()),
+                 float(losses[isolated].max()))
+        train(model, data.images, keep_segments(data, ~isolated), data.recipe, data.device, data.seed,
+              desc="abl: train on the rest")
+        unlearn(model, data, isolated, self.unlearning_epochs, self.unlearning_lr)
+        self.report = {"isolated_segments": count, "segments": int(present.sum()),
+                       "isolated_images": int(isolated.any(dim=1).sum())}
+        return model, Flags(-losses, isolated)
+
+
+def keep_segments(data: PoisonedTrainingSet, keep: torch.Tensor) -> torch.Tensor:
+    """The masks with every segment not in ``keep [N, K]`` set to ignore."""
+    masks = data.masks
+    labels = masks.masked_fill(masks == IGNORE_INDEX, data.num_classes)
+    table = torch.cat([keep, torch.zeros(len(masks), 1, dtype=torch.bool)], dim=1)
+    return masks.masked_fill(~torch.gather(table, 1, labels.flatten(1)).view_as(masks), IGNORE_INDEX)
+
+
+def lga_train(model: nn.Module, data: PoisonedTrainingSet, epochs: int, gamma: float) -> None:
+    """Stage 1: the recipe's optimiser and schedule, on the LGA loss of every labelled pixel."""
+    recipe = data.recipe
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    shuffle = torch.Generator().manual_seed(data.seed)
+    orders = [batch_indices(torch.randperm(len(data), generator=shuffle), recipe.batch_size) for _ in range(epochs)]
+    schedule = one_cycle(optimizer, recipe.lr, sum(len(order) for order in orders))
+    model.train()
+    for epoch, order in enumerate(orders):
+        for index in order:
+            images, masks = to_input(data.images[index].to(data.device)), data.masks[index].to(data.device)
+            with autocast(data.device):
+                logits = model(images)
+            loss = F.cross_entropy(logits.float(), masks, ignore_index=IGNORE_INDEX, reduction="none")
+            labelled = masks != IGNORE_INDEX
+            lga = (torch.sign(loss - gamma) * loss)[labelled].mean()
+            optimizer.zero_grad(set_to_none=True)
+            lga.backward()
+            optimizer.step()
+            schedule.step()
+        log.debug("abl: LGA epoch %d, last batch loss %.4f", epoch + 1, float(loss.detach()[labelled].mean()))
+
+
+def unlearn(model: nn.Module, data: PoisonedTrainingSet, isolated: torch.Tensor, epochs: int, lr: float) -> None:
+    """Stage 3: gradient ascent on the isolated segments' pixels, BatchNorm statistics frozen."""
+    rows = isolated.any(dim=1).nonzero().flatten()
+    if epochs == 0 or len(rows) == 0:
+        return
+    images = data.images[rows].to(data.device)
+    masks = keep_segments(data, isolated)[rows].to(data.device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+    for _ in range(epochs):
+        for index in batch_indices(torch.arange(len(rows)), data.recipe.batch_size):
+            with autocast(data.device):
+                logits = model(to_input(images[index]))
+            loss = -F.cross_entropy(logits.float(), masks[index], ignore_index=IGNORE_INDEX)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
