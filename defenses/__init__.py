@@ -3,7 +3,7 @@
 from defenses.base import (CleanBudget, Defense, DetectionDefense, InputFilterDefense,
                            ModelRepairDefense, Predictor)
 from defenses import bit_depth, gaussian, jpeg, median, none, pruning, shrink_pad, strip  # noqa: F401,E402  (register the built-ins)
-from defenses import abl, activation_clustering, spectral  # noqa: F401,E402
+from defenses import abl, activation_clustering, beatrix, ibd_psc, scale_up, spectral, teco  # noqa: F401,E402
 
 registry = Defense.registry
 

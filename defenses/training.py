@@ -109,18 +109,19 @@ def segment_sums(values: torch.Tensor, masks: torch.Tensor, num_classes: int) ->
     return torch.einsum("bhwk,bdhw->bkd", one_hot, values), one_hot.sum(dim=(1, 2))
 
 
-def classifier_input(model: nn.Module, num_classes: int, images: torch.Tensor) -> torch.Tensor:
-    """The features the per-pixel classifier sees (``[B,D,H',W']``), from a forward hook."""
+def classifier_input(model: nn.Module, num_classes: int, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The features the per-pixel classifier sees (``[B,D,H',W']``, from a forward hook) and
+    the logits of the same forward."""
     from defenses.pruning import find_classifier
 
     _, conv = find_classifier(model, num_classes)
     seen: list[torch.Tensor] = []
     handle = conv.register_forward_pre_hook(lambda module, args: seen.append(args[0].float()))
     try:
-        logits_of(model, images)
+        logits = logits_of(model, images)
     finally:
         handle.remove()
-    return seen[0]
+    return seen[0], logits
 
 
 def segment_features(model: nn.Module, data: PoisonedTrainingSet) -> torch.Tensor:
@@ -128,7 +129,7 @@ def segment_features(model: nn.Module, data: PoisonedTrainingSet) -> torch.Tenso
     resized bilinearly to the mask size; zeros where the segment does not exist)."""
     out = []
     for _, images, masks in data.batches():
-        features = classifier_input(model, data.num_classes, images)
+        features, _ = classifier_input(model, data.num_classes, images)
         features = F.interpolate(features, size=masks.shape[-2:], mode="bilinear", align_corners=False)
         sums, counts = segment_sums(features, masks, data.num_classes)
         out.append((sums / counts.clamp(min=1).unsqueeze(-1)).cpu())
