@@ -73,19 +73,25 @@ class AntiBackdoorLearning(TrainingDefense):
         model = prepare_model(data.new_model(), data.device)
         lga_train(model, data, self.isolation_epochs, self.gamma)
         losses = segment_losses(model, data)
-        present = ~losses.isnan()
-        count = max(1, math.ceil(self.isolation_rate * int(present.sum())))
-        isolated = torch.zeros_like(present).flatten()
-        isolated[losses.nan_to_num(nan=math.inf).flatten().argsort(stable=True)[:count]] = True
-        isolated = isolated.view_as(present)
-        log.info("abl: isolated %d of %d segments (losses below %.4f)", count, int(present.sum()),
-                 float(losses[isolated].max()))
+        isolated = isolate(losses, self.isolation_rate)
+        count, present = int(isolated.sum()), int((~losses.isnan()).sum())
+        log.info("abl: isolated %d of %d segments (losses up to %.4f)", count, present, float(losses[isolated].max()))
         train(model, data.images, keep_segments(data, ~isolated), data.recipe, data.device, data.seed,
               desc="abl: train on the rest")
         unlearn(model, data, isolated, self.unlearning_epochs, self.unlearning_lr)
-        self.report = {"isolated_segments": count, "segments": int(present.sum()),
+        self.report = {"isolated_segments": count, "segments": present,
                        "isolated_images": int(isolated.any(dim=1).sum())}
         return model, Flags(-losses, isolated)
+
+
+def isolate(losses: torch.Tensor, rate: float) -> torch.Tensor:
+    """``bool [N, K]``: the ``rate`` fraction (at least one) of existing segments (non-NaN
+    losses) with the lowest loss."""
+    present = ~losses.isnan()
+    count = max(1, math.ceil(round(rate * int(present.sum()), 6)))
+    isolated = torch.zeros(losses.numel(), dtype=torch.bool)
+    isolated[losses.nan_to_num(nan=math.inf).flatten().argsort(stable=True)[:count]] = True
+    return isolated.view_as(losses)
 
 
 def keep_segments(data: PoisonedTrainingSet, keep: torch.Tensor) -> torch.Tensor:

@@ -69,7 +69,7 @@ class SpectralSignatures(DataFilterDefense):
             if len(rows) < self.min_samples:
                 continue
             score = spectral_scores(features[rows, k])
-            count = math.ceil(self.removal_factor * self.poison_fraction * len(rows))
+            count = math.ceil(round(self.removal_factor * self.poison_fraction * len(rows), 6))  # 1.5 * 0.1 * 40 is 6.000000000000001
             scores[rows, k] = score
             flagged[rows[score.argsort(descending=True, stable=True)[:count]], k] = True
             removed[data.class_names[k]] = count
