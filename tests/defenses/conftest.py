@@ -87,3 +87,4 @@ def planted() -> Callable[..., PoisonedTrainingSet]:
                                    torch.device("cpu"), ColourHead, TrainConfig(epochs=1, batch_size=8), 0)
 
     return make
+
