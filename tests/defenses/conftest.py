@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -42,10 +43,19 @@ TINY_RUN = ["--train-size", "24", "--test-size", "2", "--image-size", "32", "--e
 ZOO = ["strip", "teco", "scale_up", "ibd_psc", "beatrix", "spectral", "activation_clustering", "abl"]
 
 
+@dataclass(frozen=True)
+class ZooRun:
+    args: list[str]
+    """The CLI arguments of the run, less ``--defense`` and ``--workdir``."""
+    workdir: Path
+    results: dict[str, dict]
+    """The result of each defense."""
+
+
 @pytest.fixture(scope="session")
-def zoo_run(tmp_path_factory) -> tuple[Path, dict[str, dict]]:
+def zoo_run(tmp_path_factory) -> ZooRun:
     """One CLI grid call runs every detector and training-time defense on one tiny trained
-    model (shared by the end-to-end and contract tests): the workdir and the result per defense."""
+    model (shared by the end-to-end and contract tests)."""
     from benchmark.cli import main
 
     workdir = tmp_path_factory.mktemp("zoo")
@@ -56,7 +66,7 @@ def zoo_run(tmp_path_factory) -> tuple[Path, dict[str, dict]]:
     finally:
         torch.set_num_threads(threads)
     results = [json.loads(path.read_text()) for path in (workdir / "results").glob("*.json")]
-    return workdir, {result["defense"]: result for result in results}
+    return ZooRun(TINY_RUN, workdir, {result["defense"]: result for result in results})
 
 
 class ColourHead(nn.Module):
