@@ -12,10 +12,11 @@ Backdoored samples are learned much faster than clean ones. ABL trains in three 
 
 Segmentation specifics and departures:
 
-- A sample is a *segment* (the pixels labelled class ``k`` in one image): LGA acts per pixel
-  (the per-sample loss of the paper; the official code applies it to the batch-mean loss, which
-  lets a batch's clean samples mask its poisoned ones), and isolation ranks segments by their
-  mean pixel loss, because a fine-grained attack poisons only the pixels of one segment.
+- A sample is a *segment* (the pixels labelled class ``k`` in one image), because a
+  fine-grained attack poisons only the pixels of one segment: LGA acts on each segment's mean
+  pixel loss (the paper's per-sample loss; the official code applies it to the batch-mean
+  loss, which lets a batch's clean samples mask its poisoned ones; ``lga=pixel`` applies it to
+  every pixel's loss instead), and isolation ranks segments by their mean pixel loss.
   Isolated segments are set to ignore for stage 2 and are the only labelled pixels of stage 3.
 - Stage 2 continues from the isolation model (as the official code does) with the recipe's
   AdamW one-cycle schedule; stage 3 uses SGD with Nesterov momentum at ``unlearning_lr`` as
@@ -36,7 +37,7 @@ from torch import nn
 
 from benchmark.datasets import IGNORE_INDEX
 from benchmark.engine import autocast, batch_indices, one_cycle, prepare_model, to_input, train
-from defenses.training import Flags, PoisonedTrainingSet, TrainingDefense, segment_losses
+from defenses.training import Flags, PoisonedTrainingSet, TrainingDefense, segment_losses, segment_sums
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,9 @@ class AntiBackdoorLearning(TrainingDefense):
     isolation_epochs: int = 2
     """Epochs of local gradient ascent before isolating (stage 1)."""
     gamma: float = 0.5
-    """LGA loss floor: per-pixel losses below it are ascended."""
+    """LGA loss floor: sample losses below it are ascended."""
+    lga: str = "segment"
+    """What LGA's loss floor applies to: each ``segment``'s mean pixel loss, or each ``pixel``'s."""
     isolation_rate: float = 0.01
     """Fraction of segments isolated as poisoned (1% in the paper)."""
     unlearning_epochs: int = 5
@@ -64,6 +67,8 @@ class AntiBackdoorLearning(TrainingDefense):
             raise ValueError(f"gamma must be >= 0, got {self.gamma}")
         if not 0 < self.isolation_rate < 1:
             raise ValueError(f"isolation_rate must be in (0, 1), got {self.isolation_rate}")
+        if self.lga not in ("segment", "pixel"):
+            raise ValueError(f"lga must be segment or pixel, got {self.lga!r}")
         if self.unlearning_epochs < 0:
             raise ValueError(f"unlearning_epochs must be >= 0, got {self.unlearning_epochs}")
         if not self.unlearning_lr > 0:
@@ -71,7 +76,7 @@ class AntiBackdoorLearning(TrainingDefense):
 
     def train_model(self, data: PoisonedTrainingSet) -> tuple[nn.Module, Flags]:
         model = prepare_model(data.new_model(), data.device)
-        lga_train(model, data, self.isolation_epochs, self.gamma)
+        lga_train(model, data, self.isolation_epochs, self.gamma, self.lga)
         losses = segment_losses(model, data)
         isolated = isolate(losses, self.isolation_rate)
         count, present = int(isolated.sum()), int((~losses.isnan()).sum())
@@ -102,8 +107,8 @@ def keep_segments(data: PoisonedTrainingSet, keep: torch.Tensor) -> torch.Tensor
     return masks.masked_fill(~torch.gather(table, 1, labels.flatten(1)).view_as(masks), IGNORE_INDEX)
 
 
-def lga_train(model: nn.Module, data: PoisonedTrainingSet, epochs: int, gamma: float) -> None:
-    """Stage 1: the recipe's optimiser and schedule, on the LGA loss of every labelled pixel."""
+def lga_train(model: nn.Module, data: PoisonedTrainingSet, epochs: int, gamma: float, unit: str) -> None:
+    """Stage 1: the recipe's optimiser and schedule, on the LGA loss of every segment (or pixel)."""
     recipe = data.recipe
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     shuffle = torch.Generator().manual_seed(data.seed)
@@ -116,13 +121,22 @@ def lga_train(model: nn.Module, data: PoisonedTrainingSet, epochs: int, gamma: f
             with autocast(data.device):
                 logits = model(images)
             loss = F.cross_entropy(logits.float(), masks, ignore_index=IGNORE_INDEX, reduction="none")
-            labelled = masks != IGNORE_INDEX
-            lga = (torch.sign(loss - gamma) * loss)[labelled].mean()
+            sample_loss = sample_losses(loss, masks, data.num_classes, unit)
+            lga = (torch.sign(sample_loss - gamma) * sample_loss).mean()
             optimizer.zero_grad(set_to_none=True)
             lga.backward()
             optimizer.step()
             schedule.step()
-        log.debug("abl: LGA epoch %d, last batch loss %.4f", epoch + 1, float(loss.detach()[labelled].mean()))
+        log.debug("abl: LGA epoch %d, last batch mean loss %.4f", epoch + 1, float(sample_loss.detach().mean()))
+
+
+def sample_losses(loss: torch.Tensor, masks: torch.Tensor, num_classes: int, unit: str) -> torch.Tensor:
+    """The losses LGA floors: every labelled pixel's, or every segment's mean pixel loss."""
+    if unit == "pixel":
+        return loss[masks != IGNORE_INDEX]
+    sums, counts = segment_sums(loss.unsqueeze(1), masks, num_classes)
+    present = counts > 0
+    return sums[..., 0][present] / counts[present]
 
 
 def unlearn(model: nn.Module, data: PoisonedTrainingSet, isolated: torch.Tensor, epochs: int, lr: float) -> None:

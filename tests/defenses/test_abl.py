@@ -9,7 +9,7 @@ import torch
 from benchmark.datasets import IGNORE_INDEX
 from benchmark.errors import BenchmarkError
 from defenses import registry
-from defenses.abl import isolate, keep_segments
+from defenses.abl import isolate, keep_segments, sample_losses
 
 
 def test_isolates_the_lowest_loss_segments_that_exist():
@@ -38,7 +38,14 @@ def test_training_isolates_and_returns_segment_flags(planted):
     assert model(torch.rand(1, 3, 8, 8)).shape == (1, 2, 8, 8)
 
 
-@pytest.mark.parametrize("params", [{"isolation_epochs": "0"}, {"isolation_rate": "1"}, {"gamma": "-1"},
+def test_lga_floors_each_segments_mean_loss_or_each_pixels():
+    loss = torch.tensor([[[0.1, 0.3], [2.0, 4.0]]])
+    masks = torch.tensor([[[0, 0], [1, IGNORE_INDEX]]])
+    assert sample_losses(loss, masks, 2, "segment").tolist() == pytest.approx([0.2, 2.0])
+    assert sample_losses(loss, masks, 2, "pixel").tolist() == pytest.approx([0.1, 0.3, 2.0])
+
+
+@pytest.mark.parametrize("params", [{"lga": "image"}, {"isolation_epochs": "0"}, {"isolation_rate": "1"}, {"gamma": "-1"},
                                     {"unlearning_epochs": "-1"}, {"unlearning_lr": "0"}])
 def test_bad_parameters(params):
     with pytest.raises(BenchmarkError):
