@@ -12,7 +12,7 @@ Segmentation specifics: the layer is the input of the per-pixel classifier (the 
 layer, found as fine-pruning finds it), resized to the image. One Gram vector is computed per
 *predicted segment* (the pixels of an image predicted as one class, at least ``min_pixels``
 of them) and compared with that class's clean bounds; every pixel gets its segment's
-deviation, and the map is aggregated per image by ``aggregate``
+deviation, and the map is standardised per predicted class and aggregated per image
 (``defenses.pixel_detection``; ``class_max`` is the largest segment deviation). Half of the
 budget sets the bounds, the other half calibrates the threshold. A segment of a class never
 predicted on the bounds half, or too small, scores 0.
@@ -58,7 +58,7 @@ class Beatrix(PixelDetectionDefense):
         if self.min_pixels < 2:
             raise ValueError(f"min_pixels must be >= 2, got {self.min_pixels}")
 
-    def setup(self, model: nn.Module, budget: CleanBudget) -> CleanBudget:
+    def prepare(self, model: nn.Module, budget: CleanBudget) -> CleanBudget:
         if len(budget) < 2:
             raise BenchmarkError(f"beatrix needs at least 2 budget images, got {len(budget)}")
         reference, calibration = budget.split(0.5)
@@ -74,12 +74,12 @@ class Beatrix(PixelDetectionDefense):
         log.info("beatrix: clean bounds for %d of %d classes", int(seen.sum()), budget.num_classes)
         return calibration
 
-    def score(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    def pixel_scores(self, model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         grams, labels = self.segment_grams(model, images)
         median, mad = self._median.to(grams.device), self._mad.to(grams.device)
         outside = ((grams - median).abs() - self.bound * mad).clamp(min=0) / (mad + 1e-6)
         deviation = outside.mean(dim=-1).nan_to_num(nan=0.0)  # [B, K]
-        return self.per_image(deviation.gather(1, labels.flatten(1)).view_as(labels), labels)
+        return deviation.gather(1, labels.flatten(1)).view_as(labels), labels
 
     def segment_grams(self, model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, K, features]`` Gram vectors of the predicted segments (NaN where a segment is

@@ -13,7 +13,8 @@ number of last BatchNorm layers whose amplification makes the model wrong on at 
 ``error`` of the labelled pixels of half the budget (the other half calibrates the threshold).
 
 Segmentation specifics: PSC is per pixel (the probability of that pixel's original label),
-aggregated per image by ``aggregate`` (``defenses.pixel_detection``); "wrong" is per pixel.
+standardised per predicted class and aggregated per image (``defenses.pixel_detection``);
+"wrong" is per pixel.
 A model without BatchNorm (SegFormer uses LayerNorm) cannot be amplified this way: the defense
 says so in one line. Layers are ordered as the model registers them (encoder, then decoder,
 then head in the smp models), which is their order in the forward pass.
@@ -57,7 +58,7 @@ class IbdPsc(PixelDetectionDefense):
         if not 0 < self.error < 1:
             raise ValueError(f"error must be in (0, 1), got {self.error}")
 
-    def setup(self, model: nn.Module, budget: CleanBudget) -> CleanBudget:
+    def prepare(self, model: nn.Module, budget: CleanBudget) -> CleanBudget:
         layers = batch_norms(model)
         if not layers:
             raise BenchmarkError("ibd_psc does not apply to this model: it has no BatchNorm layer to amplify "
@@ -76,13 +77,13 @@ class IbdPsc(PixelDetectionDefense):
         log.info("ibd_psc: amplifying the last %s of %d BatchNorm layers", counts, len(layers))
         return calibration
 
-    def score(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    def pixel_scores(self, model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         labels = logits_of(model, images).argmax(dim=1)
         psc = torch.zeros(labels.shape, device=images.device)
         for copy_ in self._copies:
             probabilities = logits_of(copy_, images).softmax(dim=1)
             psc += probabilities.gather(1, labels.unsqueeze(1)).squeeze(1)
-        return self.per_image(psc / len(self._copies), labels)
+        return psc / len(self._copies), labels
 
 
 def batch_norms(model: nn.Module) -> list[str]:

@@ -7,9 +7,10 @@ dominates. The scaled prediction consistency (SPC) of an input is the fraction o
 copies, ``n`` in ``scales``, whose prediction equals the input's own: high = suspicious.
 
 Segmentation specifics: SPC is computed per pixel (the fraction of scales at which the pixel's
-label is unchanged) and aggregated per image by ``aggregate`` (``defenses.pixel_detection``).
-Departure: the paper's data-limited variant (SPC standardised by per-class statistics of clean
-samples) is not implemented; the threshold is set on clean budget images as for every detector.
+label is unchanged), standardised by the clean pixels of its predicted class (the paper's
+data-limited variant, which standardises by per-class statistics of benign samples; on by
+default, ``standardize=false`` gives the plain SPC) and aggregated per image by ``aggregate``
+(``defenses.pixel_detection``). The scales are the official code's.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ class ScaleUp(PixelDetectionDefense):
         if not self.scales or any(not s > 1 for s in self.scales):
             raise ValueError(f"scales must be a non-empty list of factors > 1, got {self.scales}")
 
-    def score(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    def pixel_scores(self, model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         labels = logits_of(model, images).argmax(dim=1)
         kept = torch.zeros(labels.shape, device=images.device)
         for factor in self.scales:
             kept += logits_of(model, (images * factor).clamp(0, 1)).argmax(dim=1) == labels
-        return self.per_image(kept / len(self.scales), labels)
+        return kept / len(self.scales), labels

@@ -8,7 +8,8 @@ type the first severity at which the prediction changes (6 if it never does), an
 input by the standard deviation of those severities over the types: high = suspicious.
 
 Segmentation specifics: the first-change severity is found per pixel, so the deviation is a
-per-pixel map, aggregated per image by ``aggregate`` (``defenses.pixel_detection``).
+per-pixel map, standardised per predicted class and aggregated per image
+(``defenses.pixel_detection``).
 
 Departures:
 
@@ -63,7 +64,7 @@ class TeCo(PixelDetectionDefense):
         if len(self.corruptions) < 2:
             raise ValueError("corruptions must name at least two types (the score is their spread)")
 
-    def score(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    def pixel_scores(self, model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         labels = logits_of(model, images).argmax(dim=1)
         generator = torch.Generator(device=images.device).manual_seed(self.seed)
         first_change = []
@@ -74,8 +75,7 @@ class TeCo(PixelDetectionDefense):
                 changed = logits_of(model, corrupted).argmax(dim=1) != labels
                 first = torch.where(changed & (first == 6), severity, first)
             first_change.append(first)
-        deviation = torch.stack(first_change).float().std(dim=0, unbiased=False)
-        return self.per_image(deviation, labels)
+        return torch.stack(first_change).float().std(dim=0, unbiased=False), labels
 
 
 def corrupt(images: torch.Tensor, name: str, severity: int, generator: torch.Generator) -> torch.Tensor:
