@@ -27,7 +27,7 @@ import hashlib
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Callable
 
 import safetensors.torch
 import torch
@@ -44,6 +44,9 @@ from benchmark.store import atomic_write_bytes, content_key, file_lock, load_mod
 from defenses import Defense
 from defenses.training import DataFilterDefense, Flags, PoisonedTrainingSet, TrainingDefense
 
+if TYPE_CHECKING:
+    from benchmark.runner import RunSpec
+
 log = logging.getLogger(__name__)
 
 
@@ -51,7 +54,7 @@ def is_training_time(defense: Defense) -> bool:
     return isinstance(defense, (DataFilterDefense, TrainingDefense))
 
 
-def poisoned_training_set(spec: Any, data: SegmentationDataset, attack: Attack,
+def poisoned_training_set(spec: "RunSpec", data: SegmentationDataset, attack: Attack,
                           device: torch.device) -> tuple[PoisonedTrainingSet, torch.Tensor, torch.Tensor]:
     """The training set as the victim received it (the run spec's), plus the hidden indicators
     (image ``[N]`` and segment ``[N, K]``) that only the harness keeps."""
@@ -83,7 +86,7 @@ def segment_truth(original: torch.Tensor, poisoned_masks: torch.Tensor, image_tr
     return truth[:, :-1]
 
 
-def defend(description: dict, spec: Any, data: SegmentationDataset, attack: Attack, defense: Defense,
+def defend(description: dict, spec: "RunSpec", data: SegmentationDataset, attack: Attack, defense: Defense,
            attacked_model: nn.Module, device: torch.device) -> tuple[nn.Module, dict]:
     """Run a training-time defense; return the defended model and the numbers for the result."""
     dataset, image_truth, segments = poisoned_training_set(spec, data, attack, device)
@@ -157,27 +160,25 @@ def secure_training(description: dict, workdir: Path, dataset: PoisonedTrainingS
     key = content_key({"model": description, "training_defense": {"name": defense.name, "params": defense.key_params()}})
     path = workdir / "models" / f"{key}.safetensors"
     flags_path = path.with_suffix(".flags.safetensors")
-    found: dict[str, Flags | None] = {"flags": None}
 
     def fit(model: nn.Module) -> dict:
         start = time.perf_counter()
         trained, flags = defense.train_model(dataset)
         model.load_state_dict(trained.state_dict())
-        if flags is not None:
+        if flags is not None:  # written before the model, whose sidecar marks the artifact complete
             flags = checked(flags, dataset, defense.name)
             atomic_write_bytes(flags_path, safetensors.torch.save({"scores": flags.scores, "flagged": flags.flagged}))
-        found["flags"] = flags
         return {"train_seconds": time.perf_counter() - start, "defense_report": defense.report}
 
     model, sidecar = cached_model(path, dataset, fit)
     defense.report = sidecar.get("defense_report", {})
-    if found["flags"] is None and flags_path.is_file():
-        stored = safetensors.torch.load(flags_path.read_bytes())
-        found["flags"] = Flags(stored["scores"], stored["flagged"])
-    return model, found["flags"], sidecar
+    if not flags_path.is_file():
+        return model, None, sidecar
+    stored = safetensors.torch.load(flags_path.read_bytes())
+    return model, Flags(stored["scores"], stored["flagged"]), sidecar
 
 
-def cached_model(path: Path, dataset: PoisonedTrainingSet, fit: Any) -> tuple[nn.Module, dict]:
+def cached_model(path: Path, dataset: PoisonedTrainingSet, fit: Callable[[nn.Module], dict]) -> tuple[nn.Module, dict]:
     """The model at ``path`` if stored intact, else a fresh one fitted by ``fit`` and stored."""
     seed_everything(dataset.seed)
     model = dataset.new_model()
