@@ -20,7 +20,6 @@ every segment) and :func:`segment_losses` (mean cross-entropy of every segment).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -31,8 +30,6 @@ from torch import nn
 from benchmark.datasets import IGNORE_INDEX
 from benchmark.engine import TrainConfig, batch_indices, logits_of, to_input
 from defenses.base import Defense
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
