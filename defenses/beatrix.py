@@ -42,6 +42,9 @@ class Beatrix(PixelDetectionDefense):
 
     name = "beatrix"
 
+    aggregate: str = "mean"
+    """How the per-pixel map becomes one score per image (quantile, mean or class_max). The mean
+    here: a segment's deviation covers all its pixels, so a poisoned segment is no small region."""
     orders: int = 8
     """Gram matrices of orders 1..orders."""
     bound: float = 3.0

@@ -42,6 +42,10 @@ class IbdPsc(PixelDetectionDefense):
 
     name = "ibd_psc"
 
+    aggregate: str = "mean"
+    """How the per-pixel map becomes one score per image (quantile, mean or class_max). The mean
+    here: measured, a high quantile ranks image-level triggered inputs below clean ones (their
+    one predicted class has none of the rare-class outliers that set a clean image's tail)."""
     amplification: float = 1.5
     """Factor on the scale and shift of the amplified BatchNorm layers (omega)."""
     models: int = 5
