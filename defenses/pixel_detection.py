@@ -13,7 +13,7 @@ of per-pixel suspicion (``pixel_scores``). Two shared steps make it one score pe
 
    - ``mean`` dilutes an attack that changes only the victim's pixels (a car is ~4% of a
      ``synthetic`` scene): the clean majority dominates;
-   - ``quantile`` (the default, at 0.99) scores the image by a high quantile of its map, so a
+   - ``quantile`` (the base default, at 0.99) scores the image by a high quantile of its map, so a
      region of at least ``1 - quantile`` of the pixels that behaves suspiciously decides; the
      price is that clean images' least stable pixels (object boundaries) set the clean level;
    - ``class_max`` averages the map over the pixels of each *predicted* class and keeps the
