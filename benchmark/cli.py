@@ -225,9 +225,12 @@ def command_list(args: argparse.Namespace) -> int:
 
 def _defense_kind(cls: type) -> str:
     from defenses import DetectionDefense, InputFilterDefense, ModelRepairDefense
+    from defenses.training import DataFilterDefense, TrainingDefense
 
     for base, label in ((DetectionDefense, "defense/detection"), (InputFilterDefense, "defense/input filter"),
-                        (ModelRepairDefense, "defense/model repair")):
+                        (ModelRepairDefense, "defense/model repair"),
+                        (DataFilterDefense, "defense/poisoned-data detection"),
+                        (TrainingDefense, "defense/secure training")):
         if issubclass(cls, base):
             return label
     return "defense"

@@ -24,7 +24,7 @@ import torch
 
 import models
 from attacks import Attack
-from benchmark import datasets, distributed, metrics
+from benchmark import datasets, distributed, metrics, retrain
 from benchmark.datasets import DatasetConfig, SegmentationDataset
 from benchmark.engine import TrainConfig, TrainStats, resolve_device, seed_everything, train
 from benchmark.errors import BenchmarkError
@@ -354,7 +354,12 @@ def compute_cell(spec: RunSpec, data: SegmentationDataset, attack: Attack, defen
 
     budget = clean_budget(spec, data, attack, device)
     start = time.perf_counter()
-    predictor = defense.fit(attacked_model, budget)
+    if retrain.is_training_time(defense):  # given the poisoned training set, not the budget
+        defended_model, training_time = retrain.defend(model_description(spec, attack), spec, data, attack,
+                                                       defense, attacked_model, device)
+        predictor = ModelPredictor(defended_model)
+    else:
+        predictor, training_time = defense.fit(attacked_model, budget), {}
     defense_seconds = time.perf_counter() - start
     if isinstance(predictor, ModelPredictor) and predictor.model is attacked_model:
         after = before  # the defense left the model as it was: its evaluation is the undefended one
@@ -388,6 +393,7 @@ def compute_cell(spec: RunSpec, data: SegmentationDataset, attack: Attack, defen
     if before.collateral_asr is not None:  # attacks with a control region (conditional, instance-level)
         result.update(collateral_asr=before.collateral_asr, post_collateral_asr=after.collateral_asr,
                       baseline_collateral_asr=baseline.collateral_asr)
+    result.update(training_time)
     return json_safe(result)
 
 

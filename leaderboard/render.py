@@ -77,6 +77,14 @@ the scene survive the trigger?
 triggered test images.""".format(missing=MISSING)
 
 
+POISON_DETECTION = """\
+Training-time defenses flag training samples (whole images, or segments: the pixels of one \
+class in one image); the harness retrains without them and scores the flags against the hidden \
+poison indicator. **AUROC** of the flag scores, **precision** and **recall** of the flagged \
+samples (percent), flagged / poisoned / all samples, and the defense's wall seconds (flagging \
+and retraining, or its own training) next to the attacked model's training."""
+
+
 @dataclass
 class Row:
     """One leaderboard row: the results (one per seed) of a (dataset, model, attack, poison, defense)."""
@@ -162,6 +170,9 @@ def render_leaderboard(results_dir: str | Path) -> str:
     ]
     if (figure_dir / "asr_vs_poison_rate.png").is_file():
         parts.append("![ASR against poison rate](figures/asr_vs_poison_rate.png)")
+    if any("poison_detection_auroc" in r for r in results):
+        parts += ["## Poisoned-data detection", POISON_DETECTION,
+                  poison_detection_table(results, attack_label, defense_label)]
     parts.append("## Full table")
     for dataset in sorted({row.dataset for row in rows}):
         parts += [f"### {dataset}", row_table([row for row in rows if row.dataset == dataset],
@@ -261,6 +272,20 @@ def row_table(rows: list[Row], figure_dir: Path | None) -> str:
     return markdown_table(table, headers)
 
 
+def poison_detection_table(results: list[dict], attack_label: Callable[[dict], str],
+                           defense_label: Callable[[dict], str]) -> str:
+    table = []
+    for r in sorted((r for r in results if "poison_detection_auroc" in r),
+                    key=lambda r: (r["dataset"], r["model"], attack_label(r), _rate(r), defense_label(r), r["seed"])):
+        table.append([r["dataset"], r["model"], attack_label(r), poison_text(_rate(r)), defense_label(r), str(r["seed"]),
+                      r.get("poison_detection_level", MISSING), percent(r.get("poison_detection_auroc")),
+                      percent(r.get("poison_detection_precision")), percent(r.get("poison_detection_recall")),
+                      f"{r.get('flagged_samples')} / {r.get('poisoned_samples')} / {r.get('samples')}",
+                      seconds(r.get("defense_seconds")), seconds(r.get("train_seconds"))])
+    return markdown_table(table, ["dataset", "model", "attack", "poison", "defense", "seed", "samples", "AUROC",
+                                  "precision", "recall", "flagged / poisoned / all", "defense s", "train s"])
+
+
 def figure_links(results: list[dict], figure_dir: Path) -> str:
     links = [f"[seed {r['seed']}](figures/{r['cell']}.png)" for r in results
              if (figure_dir / f"{r['cell']}.png").is_file()]
@@ -354,7 +379,25 @@ def _rate(result: dict) -> float:
 
 def _params(result: dict, key: str) -> dict:
     # the poison rate has its own column, so it never makes an attack variant
-    return {k: v for k, v in (result.get(key) or {}).items() if k != "poison_rate"}
+    params = {k: v for k, v in (result.get(key) or {}).items() if k != "poison_rate"}
+    return {**legacy_params(result[key.removesuffix("_params")], key), **params}
+
+
+def legacy_params(name: str, key: str) -> dict:
+    """The legacy values of parameters added to plugin ``name`` after results were stored
+    (``Plugin.added``): a result written before a parameter existed ran with its legacy value,
+    so it labels the same as a newer result that holds that value explicitly."""
+    from attacks import Attack
+    from defenses import Defense
+
+    registry = Attack.registry if key == "attack_params" else Defense.registry
+    if name not in registry:
+        return {}
+    return {f.name: _json_param(f.metadata["legacy"]) for f in registry.get(name).parameters() if "legacy" in f.metadata}
+
+
+def _json_param(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _param_text(value: Any) -> str:

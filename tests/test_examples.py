@@ -16,13 +16,14 @@ from benchmark import datasets
 from benchmark.cli import main
 from benchmark.datasets import IGNORE_INDEX, DatasetConfig
 from benchmark.plugins import load_plugin
-from defenses import CleanBudget, Defense
+from benchmark.engine import TrainConfig
+from defenses import CleanBudget, Defense, PoisonedTrainingSet
 
 ROOT = Path(__file__).parents[1]
 EXAMPLES = ROOT / "examples"
 DOCS = ROOT / "docs" / "plugins.md"
 FILES = ["blend_attack", "line_attack", "finetune_defense", "quantize_filter", "confidence_detector", "tiny_model",
-         "stripes_dataset"]
+         "stripes_dataset", "loss_filter"]
 CLASSES = ("background", "stripe", "blob")
 
 
@@ -113,6 +114,18 @@ def test_defense_examples_fit_and_predict(stem, name, params):
     assert labels.shape == (3, 12, 12) and labels.dtype == torch.int64
     assert rejected.shape == (3,) and rejected.dtype == torch.bool
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the given model changed"
+
+
+def test_data_filter_example_flags_the_lowest_loss_segments():
+    cls = load("loss_filter").LowLossFilter
+    assert Defense.registry.get("low_loss_filter") is cls
+    assert {k for k, v in vars(cls).items() if callable(v) and not k.startswith("__")} == {"flag"}
+    budget, model = budget_and_model()
+    data = PoisonedTrainingSet(budget.images, budget.masks, CLASSES, budget.device, lambda: model, TrainConfig(), 0)
+    flags = cls.create({"fraction": "0.25"}).flag(model, data)
+    losses = -flags.scores
+    assert flags.level == "segment" and int(flags.flagged.sum()) == 3  # a quarter of 4 images x 3 classes
+    assert losses[flags.flagged].max() <= losses[~flags.flagged & ~losses.isnan()].min()
 
 
 def test_filter_example_inverts_its_flip():

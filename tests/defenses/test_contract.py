@@ -1,15 +1,21 @@
-"""A defense sees the trained model and the clean budget, and test data only as unlabelled images."""
+"""A defense sees what its kind's threat model allows and nothing else: the trained model and
+the clean budget (post-training kinds, test data only as unlabelled images), or the poisoned
+training set as the victim received it (training-time kinds); never the trigger, the target or
+the poison indicator."""
 
 import inspect
+import shutil
 
+import pytest
 import torch
 from torch import nn
 
 from benchmark import runner
 from benchmark.datasets import DatasetConfig
 from benchmark.engine import TrainConfig
-from benchmark.poisoning import select_poison
-from defenses import CleanBudget, Defense, ModelRepairDefense
+from benchmark.poisoning import poison_rows, select_poison
+from defenses import CleanBudget, Defense, DetectionDefense, InputFilterDefense, ModelRepairDefense
+from defenses.training import DataFilterDefense, Flags, PoisonedTrainingSet, TrainingDefense
 
 SEEN: dict[str, list] = {"fit": [], "predict": []}
 
@@ -69,3 +75,99 @@ def test_budget_batches_never_end_with_a_single_image(make_budget):
     sizes = [len(images) for images, _ in make_budget(n=9, size=8, batch_size=4).batches()]
     assert sizes == [4, 5]
     assert [len(m) for _, m in make_budget(n=8, size=8, batch_size=4).batches()] == [4, 4]
+
+
+# --- every kind: what the harness hands each kind of defense -----------------------------------
+
+SEEN_BY_KIND: dict[str, list] = {}
+
+
+class SpyDetector(DetectionDefense):
+    name = "test_spy_detection"
+
+    def setup(self, model: nn.Module, budget: CleanBudget) -> CleanBudget:
+        SEEN_BY_KIND.setdefault("detection fit", []).append(budget)
+        return budget
+
+    def score(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        SEEN_BY_KIND.setdefault("detection predict", []).append(images)
+        return images.mean(dim=(1, 2, 3))
+
+
+class SpyFilter(InputFilterDefense):
+    name = "test_spy_filter"
+
+    def filter(self, images: torch.Tensor) -> torch.Tensor:
+        SEEN_BY_KIND.setdefault("filter predict", []).append(images)
+        return images
+
+
+class SpyDataFilter(DataFilterDefense):
+    name = "test_spy_data_filter"
+
+    def flag(self, model: nn.Module, data: PoisonedTrainingSet) -> Flags:
+        SEEN_BY_KIND.setdefault("data filter", []).append((model, data))
+        return Flags(torch.zeros(len(data)), torch.zeros(len(data), dtype=torch.bool))
+
+
+class SpyTraining(TrainingDefense):
+    name = "test_spy_training"
+
+    def train_model(self, data: PoisonedTrainingSet) -> tuple[nn.Module, Flags | None]:
+        SEEN_BY_KIND.setdefault("training", []).append(data)
+        return data.new_model(), None
+
+
+def spec_of(zoo_run, defense: str, workdir) -> runner.RunSpec:
+    from benchmark.cli import build_parser, run_settings
+    from benchmark.grid import build_grid
+
+    args = build_parser().parse_args(["run", *zoo_run.args, "--defense", defense, "--workdir", str(workdir)])
+    (spec,) = build_grid(run_settings(args)).cells()
+    return spec
+
+
+def test_each_kind_is_handed_only_what_its_threat_model_allows():
+    assert list(inspect.signature(DetectionDefense.score).parameters) == ["self", "model", "images"]
+    assert list(inspect.signature(InputFilterDefense.filter).parameters) == ["self", "images"]
+    assert list(inspect.signature(DataFilterDefense.flag).parameters) == ["self", "model", "data"]
+    assert list(inspect.signature(TrainingDefense.train_model).parameters) == ["self", "data"]
+    # the training set carries no poison indicator, trigger, target or test data
+    assert set(PoisonedTrainingSet.__dataclass_fields__) == {"images", "masks", "class_names", "device",
+                                                             "new_model", "recipe", "seed"}
+
+
+@pytest.mark.parametrize("name", ["test_spy_detection", "test_spy_filter"])
+def test_post_training_kinds_see_the_budget_and_unlabelled_test_images(zoo_run, tmp_path, name):
+    SEEN_BY_KIND.clear()
+    shutil.copytree(zoo_run.workdir / "models", tmp_path / "models")
+    runner.run(spec_of(zoo_run, name, tmp_path))
+    for kind, seen in SEEN_BY_KIND.items():
+        if kind.endswith("predict"):
+            assert seen and all(isinstance(x, torch.Tensor) and x.ndim == 4 and x.is_floating_point() for x in seen)
+        else:
+            assert all(isinstance(budget, CleanBudget) for budget in seen)
+
+
+@pytest.mark.parametrize("name", ["test_spy_data_filter", "test_spy_training"])
+def test_training_time_kinds_see_exactly_the_victims_training_set(zoo_run, tmp_path, name):
+    SEEN_BY_KIND.clear()
+    shutil.copytree(zoo_run.workdir / "models", tmp_path / "models")
+    spec = spec_of(zoo_run, name, tmp_path)
+    runner.run(spec)
+    data = runner.load_dataset(spec)
+    attack = runner.make_attack(spec, data)
+    poisoned = select_poison(attack, data.train.masks, spec.seed)
+    rows = poison_rows(attack, data.train, poisoned, torch.device("cpu"))
+    images, masks, index = data.train.images, data.train.masks.long(), torch.arange(len(data.train))
+    expected_images, expected_masks = rows(images, masks, index)  # the batch transform training applied
+
+    (seen,) = SEEN_BY_KIND["data filter" if name == "test_spy_data_filter" else "training"]
+    model, training_set = seen if isinstance(seen, tuple) else (None, seen)
+    assert torch.equal(training_set.images, expected_images) and torch.equal(training_set.masks, expected_masks)
+    test_images = data.test.images.flatten(1)
+    assert not any((test_images == image.flatten()).all(dim=1).any() for image in training_set.images)
+    assert training_set.recipe == spec.train and training_set.seed == spec.seed
+    if model is not None:  # a data filter also gets the model trained on that set, and only it
+        attacked, _ = runner.trained_model(spec, data, attack, torch.device("cpu"))
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), attacked.state_dict().values()))

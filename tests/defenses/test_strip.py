@@ -94,7 +94,50 @@ def test_tiny_budget_is_a_clear_error(make_budget) -> None:
 
 
 @pytest.mark.parametrize("params", [{"n": "0"}, {"alpha": "0"}, {"alpha": "1"}, {"variant": "pixel"},
-                                    {"quantile": "1.5"}, {"chunk": "-1"}, {"fpr": "0"}, {"n": "many"}])
+                                    {"quantile": "1.5"}, {"chunk": "-1"}, {"fpr": "0"}, {"n": "many"}, {"blend": "max"},
+                                    {"direction": "high"}])
 def test_bad_parameters(params: dict) -> None:
     with pytest.raises(BenchmarkError):
         registry.get("strip").create(params)
+
+
+class Recorder(nn.Module):
+    """Records the blended inputs and predicts from them like a random conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: list[torch.Tensor] = []
+        self.conv = _conv()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(x.clone())
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("blend", ["sum", "convex"])
+def test_blend_is_the_papers_saturating_sum_or_the_convex_mix(blend: str, make_budget) -> None:
+    strip = registry.get("strip").create({"n": 2, "blend": blend, "chunk": 1000})
+    strip.setup(None, make_budget(n=4, size=8))
+    images, model = torch.rand(1, 3, 8, 8), Recorder()
+    strip.score(model, images)
+    (mixed,) = model.inputs
+    overlay = strip._overlays[0]
+    expected = (images[0] + overlay).clamp(max=1) if blend == "sum" else 0.5 * images[0] + 0.5 * overlay
+    torch.testing.assert_close(mixed[0], expected)
+
+
+def test_default_blend_is_the_sum_and_the_convex_blend_keeps_old_keys() -> None:
+    assert registry.get("strip").create().blend == "sum"
+    assert "blend" in registry.get("strip").create().key_params()
+    assert "blend" not in registry.get("strip").create({"blend": "convex"}).key_params()
+
+
+def test_both_directions_score_the_distance_from_the_clean_median(make_budget) -> None:
+    budget, model = make_budget(n=8, size=16), _conv()
+    low = registry.get("strip").create({"n": 4})
+    both = registry.get("strip").create({"n": 4, "direction": "both"})
+    low.setup(model, budget)
+    both.setup(model, budget)
+    median = torch.cat([low.score(model, x) for x, _ in budget.split(0.5)[1].batches()]).median()
+    images = torch.rand(3, 3, 16, 16)
+    torch.testing.assert_close(both.score(model, images), (low.score(model, images) - median).abs())

@@ -166,3 +166,24 @@ def test_collateral_columns_and_zoo_note_only_when_a_result_needs_them(tmp_path,
     assert row.replace(" ", "").endswith("|12.5|25.0|")
     (row,) = [line for line in zoo.splitlines() if line.replace(" ", "").startswith("|unet|fine_grained")]
     assert row.replace(" ", "").endswith("|–|–|")
+
+
+def test_a_row_that_predates_an_added_parameter_is_labelled_with_its_legacy_value(results_dir: Path, fake_result):
+    text = render_leaderboard(results_dir)
+    assert table_row(text, "unet", "fine_grained", "10%", "strip")  # alone, the old strip row keeps its label
+    newer = fake_result("c5", defense="strip", defense_params={"fpr": 0.05, "blend": "sum", "direction": "low"})
+    (results_dir / "c5.json").write_text(json.dumps(newer))
+    text = render_leaderboard(results_dir)
+    assert table_row(text, "unet", "fine_grained", "10%", "strip (blend=convex)")
+    assert table_row(text, "unet", "fine_grained", "10%", "strip (blend=sum)")
+
+
+def test_poisoned_data_detection_has_its_own_table(results_dir: Path, fake_result):
+    assert "Poisoned-data detection" not in render_leaderboard(results_dir)
+    spectral = fake_result("c6", defense="spectral", poison_detection_level="segment", poison_detection_auroc=0.9,
+                           poison_detection_precision=0.25, poison_detection_recall=0.5, flagged_samples=8,
+                           poisoned_samples=4, samples=100, defense_seconds=30.0)
+    (results_dir / "c6.json").write_text(json.dumps(spectral))
+    text = render_leaderboard(results_dir)
+    assert table_row(text, "synthetic", "unet", "fine_grained", "10%", "spectral", "0", "segment", "90.0", "25.0",
+                     "50.0", "8 / 4 / 100", "30.0", "12.0")

@@ -1,0 +1,161 @@
+"""``abl``: Anti-Backdoor Learning (Li et al., NeurIPS 2021, "Anti-Backdoor Learning: Training
+Clean Models on Poisoned Data"), adapted to segmentation.
+
+Backdoored samples are learned much faster than clean ones. ABL trains in three stages:
+
+1. *isolation*: ``isolation_epochs`` of local gradient ascent (LGA): the loss ``l`` of each
+   sample becomes ``sign(l - gamma) * l``, so samples fitted below ``gamma`` are pushed back up
+   while the fast-learned poisoned ones keep falling; the ``isolation_rate`` fraction of samples
+   with the lowest loss is isolated;
+2. *training*: the same model continues with the victim's recipe on the rest of the data;
+3. *unlearning*: ``unlearning_epochs`` of gradient ascent (loss ``-l``) on the isolated samples.
+
+Segmentation specifics and departures:
+
+- A sample is a *segment* (the pixels labelled class ``k`` in one image), because a
+  fine-grained attack poisons only the pixels of one segment: LGA acts on each segment's mean
+  pixel loss (the paper's per-sample loss; the official code applies it to the batch-mean
+  loss, which lets a batch's clean samples mask its poisoned ones; ``lga=pixel`` applies it to
+  every pixel's loss instead), and isolation ranks segments by their mean pixel loss.
+  Isolated segments are set to ignore for stage 2 and are the only labelled pixels of stage 3.
+- Stage 2 continues from the isolation model (as the official code does) with the recipe's
+  AdamW one-cycle schedule; stage 3 uses SGD with Nesterov momentum at ``unlearning_lr`` as
+  the official code does, with BatchNorm statistics frozen (eval mode): a handful of
+  isolated, mostly triggered images must not overwrite the statistics of the whole set.
+- Cost: ``isolation_epochs`` + the recipe's epochs + the unlearning epochs on the isolated
+  samples (about 1.3 trainings at the defaults).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.datasets import IGNORE_INDEX
+from benchmark.engine import autocast, batch_indices, one_cycle, prepare_model, to_input, train
+from defenses.training import Flags, PoisonedTrainingSet, TrainingDefense, segment_losses, segment_sums
+
+log = logging.getLogger(__name__)
+
+
+class AntiBackdoorLearning(TrainingDefense):
+    """ABL: isolate the fastest-learned segments with LGA, train on the rest, unlearn them."""
+
+    name = "abl"
+
+    isolation_epochs: int = 2
+    """Epochs of local gradient ascent before isolating (stage 1)."""
+    gamma: float = 0.5
+    """LGA loss floor: sample losses below it are ascended."""
+    lga: str = "segment"
+    """What LGA's loss floor applies to: each ``segment``'s mean pixel loss, or each ``pixel``'s."""
+    isolation_rate: float = 0.01
+    """Fraction of segments isolated as poisoned (1% in the paper)."""
+    unlearning_epochs: int = 5
+    """Epochs of gradient ascent on the isolated segments (stage 3)."""
+    unlearning_lr: float = 5e-4
+    """SGD learning rate of the unlearning stage (the official code's)."""
+
+    def __post_init__(self) -> None:
+        if self.isolation_epochs < 1:
+            raise ValueError(f"isolation_epochs must be >= 1, got {self.isolation_epochs}")
+        if not self.gamma >= 0:
+            raise ValueError(f"gamma must be >= 0, got {self.gamma}")
+        if not 0 < self.isolation_rate < 1:
+            raise ValueError(f"isolation_rate must be in (0, 1), got {self.isolation_rate}")
+        if self.lga not in ("segment", "pixel"):
+            raise ValueError(f"lga must be segment or pixel, got {self.lga!r}")
+        if self.unlearning_epochs < 0:
+            raise ValueError(f"unlearning_epochs must be >= 0, got {self.unlearning_epochs}")
+        if not self.unlearning_lr > 0:
+            raise ValueError(f"unlearning_lr must be > 0, got {self.unlearning_lr}")
+
+    def train_model(self, data: PoisonedTrainingSet) -> tuple[nn.Module, Flags]:
+        model = prepare_model(data.new_model(), data.device)
+        lga_train(model, data, self.isolation_epochs, self.gamma, self.lga)
+        losses = segment_losses(model, data)
+        isolated = isolate(losses, self.isolation_rate)
+        count, present = int(isolated.sum()), int((~losses.isnan()).sum())
+        log.info("abl: isolated %d of %d segments (losses up to %.4f)", count, present, float(losses[isolated].max()))
+        train(model, data.images, keep_segments(data, ~isolated), data.recipe, data.device, data.seed,
+              desc="abl: train on the rest")
+        unlearn(model, data, isolated, self.unlearning_epochs, self.unlearning_lr)
+        self.report = {"isolated_segments": count, "segments": present,
+                       "isolated_images": int(isolated.any(dim=1).sum())}
+        return model, Flags(-losses, isolated)
+
+
+def isolate(losses: torch.Tensor, rate: float) -> torch.Tensor:
+    """``bool [N, K]``: the ``rate`` fraction (at least one) of existing segments (non-NaN
+    losses) with the lowest loss."""
+    present = ~losses.isnan()
+    count = max(1, math.ceil(round(rate * int(present.sum()), 6)))
+    isolated = torch.zeros(losses.numel(), dtype=torch.bool)
+    isolated[losses.nan_to_num(nan=math.inf).flatten().argsort(stable=True)[:count]] = True
+    return isolated.view_as(losses)
+
+
+def keep_segments(data: PoisonedTrainingSet, keep: torch.Tensor) -> torch.Tensor:
+    """The masks with every segment not in ``keep [N, K]`` set to ignore."""
+    masks = data.masks
+    labels = masks.masked_fill(masks == IGNORE_INDEX, data.num_classes)
+    table = torch.cat([keep, torch.zeros(len(masks), 1, dtype=torch.bool)], dim=1)
+    return masks.masked_fill(~torch.gather(table, 1, labels.flatten(1)).view_as(masks), IGNORE_INDEX)
+
+
+def lga_train(model: nn.Module, data: PoisonedTrainingSet, epochs: int, gamma: float, unit: str) -> None:
+    """Stage 1: the recipe's optimiser and schedule, on the LGA loss of every segment (or pixel)."""
+    recipe = data.recipe
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    shuffle = torch.Generator().manual_seed(data.seed)
+    orders = [batch_indices(torch.randperm(len(data), generator=shuffle), recipe.batch_size) for _ in range(epochs)]
+    schedule = one_cycle(optimizer, recipe.lr, sum(len(order) for order in orders))
+    model.train()
+    for epoch, order in enumerate(orders):
+        for index in order:
+            images, masks = to_input(data.images[index].to(data.device)), data.masks[index].to(data.device)
+            with autocast(data.device):
+                logits = model(images)
+            loss = F.cross_entropy(logits.float(), masks, ignore_index=IGNORE_INDEX, reduction="none")
+            sample_loss = sample_losses(loss, masks, data.num_classes, unit)
+            lga = (torch.sign(sample_loss - gamma) * sample_loss).mean()
+            optimizer.zero_grad(set_to_none=True)
+            lga.backward()
+            optimizer.step()
+            schedule.step()
+        log.debug("abl: LGA epoch %d, last batch mean loss %.4f", epoch + 1, float(sample_loss.detach().mean()))
+
+
+def sample_losses(loss: torch.Tensor, masks: torch.Tensor, num_classes: int, unit: str) -> torch.Tensor:
+    """The losses LGA floors: every labelled pixel's, or every segment's mean pixel loss."""
+    if unit == "pixel":
+        return loss[masks != IGNORE_INDEX]
+    sums, counts = segment_sums(loss.unsqueeze(1), masks, num_classes)
+    present = counts > 0
+    return sums[..., 0][present] / counts[present]
+
+
+def unlearn(model: nn.Module, data: PoisonedTrainingSet, isolated: torch.Tensor, epochs: int, lr: float) -> None:
+    """Stage 3: gradient ascent on the isolated segments' pixels, BatchNorm statistics frozen."""
+    rows = isolated.any(dim=1).nonzero().flatten()
+    if epochs == 0 or len(rows) == 0:
+        return
+    images = data.images[rows].to(data.device)
+    masks = keep_segments(data, isolated)[rows].to(data.device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+    for _ in range(epochs):
+        for index in batch_indices(torch.arange(len(rows)), data.recipe.batch_size):
+            with autocast(data.device):
+                logits = model(to_input(images[index]))
+            loss = -F.cross_entropy(logits.float(), masks[index], ignore_index=IGNORE_INDEX)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()

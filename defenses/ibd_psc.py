@@ -1,0 +1,117 @@
+"""``ibd_psc``: IBD-PSC (Hou et al., ICML 2024, "IBD-PSC: Input-level Backdoor Detection via
+Parameter-oriented Scaling Consistency"), adapted to segmentation.
+
+Amplifying the BatchNorm parameters of a backdoored model's last layers wrecks its predictions
+on clean inputs, while on triggered inputs the backdoor keeps predicting the target with high
+confidence. The defense builds ``models`` copies of the model whose last ``start``,
+``start + 1``, ... BatchNorm layers have their scale and shift multiplied by ``amplification``,
+and scores an input by its parameter-oriented scaling consistency (PSC): the mean, over the
+copies, of the probability they give the original model's predicted label. High = suspicious.
+
+``start`` is chosen adaptively, on clean budget images only, as in the paper: the smallest
+number of last BatchNorm layers whose amplification makes the model wrong on at least
+``error`` of the labelled pixels of half the budget (the other half calibrates the threshold).
+
+Segmentation specifics: PSC is per pixel (the probability of that pixel's original label),
+standardised per predicted class and aggregated per image (``defenses.pixel_detection``);
+"wrong" is per pixel.
+A model without BatchNorm (SegFormer uses LayerNorm) cannot be amplified this way: the defense
+says so in one line. Layers are ordered as the model registers them (encoder, then decoder,
+then head in the smp models), which is their order in the forward pass.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import torch
+from torch import nn
+
+from benchmark.datasets import IGNORE_INDEX
+from benchmark.engine import logits_of
+from benchmark.errors import BenchmarkError
+from defenses.base import CleanBudget
+from defenses.pixel_detection import PixelDetectionDefense
+
+log = logging.getLogger(__name__)
+
+
+class IbdPsc(PixelDetectionDefense):
+    """IBD-PSC: reject inputs whose predictions stay confident when BatchNorm is amplified."""
+
+    name = "ibd_psc"
+
+    aggregate: str = "mean"
+    """How the per-pixel map becomes one score per image (quantile, mean or class_max). The mean
+    here: measured, a high quantile ranks image-level triggered inputs below clean ones (their
+    one predicted class has none of the rare-class outliers that set a clean image's tail)."""
+    amplification: float = 1.5
+    """Factor on the scale and shift of the amplified BatchNorm layers (omega)."""
+    models: int = 5
+    """Amplified copies averaged (n): the last ``start`` .. ``start + models - 1`` layers."""
+    error: float = 0.6
+    """Clean pixel error that the first amplified copy must reach (chooses ``start``)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.amplification > 1:
+            raise ValueError(f"amplification must be > 1, got {self.amplification}")
+        if self.models < 1:
+            raise ValueError(f"models must be >= 1, got {self.models}")
+        if not 0 < self.error < 1:
+            raise ValueError(f"error must be in (0, 1), got {self.error}")
+
+    def prepare(self, model: nn.Module, budget: CleanBudget) -> CleanBudget:
+        layers = batch_norms(model)
+        if not layers:
+            raise BenchmarkError("ibd_psc does not apply to this model: it has no BatchNorm layer to amplify "
+                                 "(e.g. segformer uses LayerNorm)")
+        if len(budget) < 2:
+            raise BenchmarkError(f"ibd_psc needs at least 2 budget images, got {len(budget)}")
+        selection, calibration = budget.split(0.5)
+        start = len(layers)
+        for count in range(1, len(layers) + 1):
+            if clean_error(amplified(model, count, self.amplification), selection) >= self.error:
+                start = count
+                break
+        counts = [min(len(layers), start + i) for i in range(self.models)]
+        self._copies = [amplified(model, count, self.amplification) for count in counts]
+        self.report = {"batch_norm_layers": len(layers), "amplified_layers": counts}
+        log.info("ibd_psc: amplifying the last %s of %d BatchNorm layers", counts, len(layers))
+        return calibration
+
+    def pixel_scores(self, model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = logits_of(model, images).argmax(dim=1)
+        psc = torch.zeros(labels.shape, device=images.device)
+        for copy_ in self._copies:
+            probabilities = logits_of(copy_, images).softmax(dim=1)
+            psc += probabilities.gather(1, labels.unsqueeze(1)).squeeze(1)
+        return psc / len(self._copies), labels
+
+
+def batch_norms(model: nn.Module) -> list[str]:
+    """Names of the affine BatchNorm layers, in registration (forward) order."""
+    return [name for name, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine]
+
+
+def amplified(model: nn.Module, count: int, factor: float) -> nn.Module:
+    """A copy of ``model`` with the scale and shift of its last ``count`` BatchNorm layers times ``factor``."""
+    copy_ = copy.deepcopy(model)
+    modules = dict(copy_.named_modules())
+    with torch.no_grad():
+        for name in batch_norms(copy_)[-count:]:
+            modules[name].weight.mul_(factor)
+            modules[name].bias.mul_(factor)
+    return copy_
+
+
+def clean_error(model: nn.Module, budget: CleanBudget) -> float:
+    """Fraction of the budget's labelled pixels the model gets wrong."""
+    wrong = total = 0
+    for images, masks in budget.batches():
+        labelled = masks != IGNORE_INDEX
+        wrong += int((logits_of(model, images).argmax(dim=1) != masks)[labelled].sum())
+        total += int(labelled.sum())
+    return wrong / max(1, total)
