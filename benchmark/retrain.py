@@ -33,7 +33,6 @@ import safetensors.torch
 import torch
 from torch import nn
 
-import models
 from attacks import Attack
 from benchmark import metrics
 from benchmark.datasets import IGNORE_INDEX, SegmentationDataset
@@ -58,14 +57,16 @@ def poisoned_training_set(spec: "RunSpec", data: SegmentationDataset, attack: At
                           device: torch.device) -> tuple[PoisonedTrainingSet, torch.Tensor, torch.Tensor]:
     """The training set as the victim received it (the run spec's), plus the hidden indicators
     (image ``[N]`` and segment ``[N, K]``) that only the harness keeps."""
+    from benchmark.runner import build_model  # the runner imports this module
+
     images, masks = data.train.images.clone(), data.train.masks.long().clone()
     original = masks.clone()
-    poisoned = select_poison(attack, data.train.masks, spec.seed)
+    poisoned = select_poison(attack, data.train.masks, spec.seed, data.train.instances)
     if len(poisoned):
         rows = poison_rows(attack, data.train, poisoned, device)
         images[poisoned], masks[poisoned] = rows.images.cpu(), rows.masks.cpu()
     dataset = PoisonedTrainingSet(images, masks, data.class_names, device,
-                                  lambda: models.build(spec.model, data.num_classes, weights=spec.init_weights),
+                                  lambda: build_model(spec, data.num_classes, data.image_size),
                                   spec.train, spec.seed)
     image_truth = torch.zeros(len(masks), dtype=torch.bool)
     image_truth[poisoned] = True
@@ -138,7 +139,11 @@ def filtered_set(dataset: PoisonedTrainingSet, flags: Flags) -> tuple[torch.Tens
     labels = masks.masked_fill(masks == IGNORE_INDEX, dataset.num_classes)
     removed = torch.cat([flags.flagged, torch.zeros(len(masks), 1, dtype=torch.bool)], dim=1)
     drop = torch.gather(removed, 1, labels.flatten(1)).view_as(masks)
-    return dataset.images, masks.masked_fill(drop, IGNORE_INDEX)
+    masks = masks.masked_fill(drop, IGNORE_INDEX)
+    # an image whose every segment was flagged has nothing left to learn from; kept, a batch of
+    # such images (image-level poison is drawn in epoch 1's first batches) has an undefined loss
+    keep = (masks != IGNORE_INDEX).flatten(1).any(dim=1)
+    return dataset.images[keep], masks[keep]
 
 
 def filtered_retraining(description: dict, workdir: Path, dataset: PoisonedTrainingSet, flags: Flags,

@@ -58,6 +58,9 @@ def test_flagged_images_are_dropped_and_flagged_segments_ignored():
     assert torch.equal(images, data.images)
     assert kept.tolist() == [[[0, 1], [IGNORE_INDEX, IGNORE_INDEX]], [[1, 1], [IGNORE_INDEX, IGNORE_INDEX]]]
     assert data.present().tolist() == [[True, True, True], [True, True, False]]
+    images, kept = filtered_set(data, Flags(torch.zeros(2, 3), torch.tensor([[True, True, True], [True, False, False]])))
+    assert torch.equal(images, data.images[1:])  # nothing of image 0 is left: it is dropped
+    assert kept.tolist() == [[[1, 1], [IGNORE_INDEX, IGNORE_INDEX]]]
 
 
 def test_flags_of_the_wrong_shape_are_one_clear_error():
