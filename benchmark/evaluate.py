@@ -4,8 +4,9 @@ One pass over the test split computes, batch by batch on the device, the clean c
 matrix, the triggered ASR counts and the PBA confusion matrix; the host reads them once at
 the end. The attack sees each batch's masks (and instance ids, if it needs them) when placing
 its trigger; ASR counts a region pixel as a hit when it is predicted as ``poison_label`` of
-its truth. Attacks with a control region also get their collateral ASR. Rejected inputs are predicted as an extra "rejected" column: wrong for every class
-(clean mIoU, PBA) and never the target (ASR), as DESIGN section 5 requires.
+its truth. Attacks with a control region also get their collateral ASR. Rejected inputs are
+predicted as an extra "rejected" column: wrong for every class (clean mIoU, PBA) and never the
+target (ASR), as DESIGN section 5 requires.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from attacks import Attack
 from benchmark import metrics
 from benchmark.datasets import Split
 from benchmark.engine import to_input
+from benchmark.poisoning import scene_of
 from defenses.base import Predictor
 
 
@@ -52,7 +54,7 @@ def evaluate(predictor: Predictor, test: Split, attack: Attack, num_classes: int
     for start in tqdm(range(0, len(test), batch_size), desc=desc, leave=False, disable=None):
         images = to_input(test.images[start:start + batch_size].to(device))
         masks = test.masks[start:start + batch_size].to(device).long()
-        scene = attack.scene(None if test.instances is None else test.instances[start:start + batch_size].to(device))
+        scene = scene_of(attack, test.instances, slice(start, start + batch_size), device)
 
         labels, rejected, scores = predictor.predict_scored(images)
         clean_pred = labels.masked_fill(rejected.view(-1, 1, 1), rejected_class)

@@ -29,11 +29,9 @@ from sklearn.decomposition import FastICA
 from sklearn.metrics import silhouette_score
 from torch import nn
 
-from defenses.training import DataFilterDefense, Flags, PoisonedTrainingSet, segment_features
+from defenses.training import LEVELS, DataFilterDefense, Flags, PoisonedTrainingSet, segment_features
 
 log = logging.getLogger(__name__)
-
-LEVELS = ("segment", "image")
 
 
 class ActivationClustering(DataFilterDefense):
@@ -78,9 +76,7 @@ class ActivationClustering(DataFilterDefense):
                                            "flagged": share <= self.size_threshold}
         self.report = {"classes": report}
         log.info("activation_clustering: %s", {k: round(v["smaller_share"], 3) for k, v in report.items()})
-        if self.level == "image":
-            return Flags(scores.nan_to_num(nan=-math.inf).max(dim=1).values, flagged.any(dim=1))
-        return Flags(scores, flagged)
+        return Flags(scores, flagged).at_level(self.level)
 
 
 def cluster(activations: torch.Tensor, dims: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, float]:

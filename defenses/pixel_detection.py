@@ -23,6 +23,12 @@ of per-pixel suspicion (``pixel_scores``). Two shared steps make it one score pe
 A subclass overrides ``pixel_scores(model, images) -> (map [B,H,W], labels [B,H,W])`` (higher
 = more suspicious) and, to keep part of the budget for itself, ``prepare`` (the ``setup`` of a
 plain detector); the calibration part also gives the standardisation statistics.
+
+Sources: the detectors are TeCo (Liu et al., CVPR 2023), SCALE-UP (Guo et al., ICLR 2023),
+IBD-PSC (Hou et al., ICML 2024) and Beatrix (Ma et al., NDSS 2023), each an image classifier's
+detector. Departure shared by all four: their papers score one prediction per image; this base
+is the segmentation adaptation (per-pixel scores, standardised per predicted class as in
+SCALE-UP's data-limited variant, then aggregated), and each module states its own departures.
 """
 
 from __future__ import annotations

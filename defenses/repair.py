@@ -11,6 +11,11 @@
   the statistics toward the trigger.
 - :func:`stage_features`: the feature maps of a segmentation model's encoder stages (smp's
   ``model.encoder`` returns them as a list), or of modules named by the user.
+
+Sources: the loop is the clean fine-tuning of Fine-Pruning (Liu et al. 2018) and of
+BackdoorBench's ``ft`` baseline, made per-pixel. Departure: BackdoorBench fine-tunes with
+BatchNorm in train mode, re-estimating its statistics from the budget; frozen statistics are
+our choice for the reasons above, stated here once for every repair defense.
 """
 
 from __future__ import annotations

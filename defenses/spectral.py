@@ -27,11 +27,9 @@ import math
 import torch
 from torch import nn
 
-from defenses.training import DataFilterDefense, Flags, PoisonedTrainingSet, segment_features
+from defenses.training import LEVELS, DataFilterDefense, Flags, PoisonedTrainingSet, segment_features
 
 log = logging.getLogger(__name__)
-
-LEVELS = ("segment", "image")
 
 
 class SpectralSignatures(DataFilterDefense):
@@ -75,9 +73,7 @@ class SpectralSignatures(DataFilterDefense):
             removed[data.class_names[k]] = count
         self.report = {"removed_per_class": removed}
         log.info("spectral: removing %s segments per class", removed)
-        if self.level == "image":
-            return Flags(scores.nan_to_num(nan=-math.inf).max(dim=1).values, flagged.any(dim=1))
-        return Flags(scores, flagged)
+        return Flags(scores, flagged).at_level(self.level)
 
 
 def spectral_scores(representations: torch.Tensor) -> torch.Tensor:

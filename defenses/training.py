@@ -1,5 +1,11 @@
 """The training-time defense kinds: given the poisoned training set instead of a clean budget.
 
+Sources: poisoned-data detection as in spectral signatures (Tran et al., NeurIPS 2018) and
+activation clustering (Chen et al., 2018, arXiv 1811.03728); secure training as in ABL (Li et
+al., NeurIPS 2021). Departure shared by all three: classification flags whole samples, but a
+segmentation attack may change only one class's pixels, so a sample here may also be a
+*segment* (one class in one image), scored on the mean classifier-input feature of its pixels.
+
 A training-time defense receives a :class:`PoisonedTrainingSet`: the training images and
 labels exactly as the victim received them (triggered images and relabelled masks among
 them), never which samples were poisoned, never the trigger, the target or test data.
@@ -19,6 +25,8 @@ every segment) and :func:`segment_losses` (mean cross-entropy of every segment).
 """
 
 from __future__ import annotations
+
+import math
 
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -66,6 +74,10 @@ class PoisonedTrainingSet:
         return present.scatter_(1, labels.cpu(), True)[:, :-1]
 
 
+LEVELS = ("segment", "image")
+"""What a segment-level data filter may hand the harness (its ``level`` parameter)."""
+
+
 @dataclass(frozen=True)
 class Flags:
     """What a data filter says: a continuous suspicion score (higher = more suspicious) and a
@@ -83,6 +95,13 @@ class Flags:
     @property
     def level(self) -> str:
         return "image" if self.scores.ndim == 1 else "segment"
+
+    def at_level(self, level: str) -> "Flags":
+        """Segment flags as they are (``segment``), or per image (``image``: an image's score is
+        its most suspicious segment's, and it is flagged if any of its segments is)."""
+        if level == "segment":
+            return self
+        return Flags(self.scores.nan_to_num(nan=-math.inf).max(dim=1).values, self.flagged.any(dim=1))
 
 
 class DataFilterDefense(Defense):

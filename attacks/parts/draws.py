@@ -5,6 +5,10 @@ while poisoning the training set or while evaluating, in a batch of 1 or of 256,
 a GPU. So draws are not taken from a global generator stream: each image gets a *key*, a
 hash of the attack's seed and its own annotation, and every random number is an integer hash
 of (key, counter) mapped to [0, 1) - a counter-based generator in a few int64 tensor ops.
+
+Source: the idea of counter-based generators (Salmon et al. 2011, "Parallel random numbers: as
+easy as 1, 2, 3", SC'11); the mixing is a multiply-xorshift in the style of SplitMix64's
+finaliser (Steele et al., OOPSLA 2014), not Philox: adequate for placing triggers, no more.
 """
 
 from __future__ import annotations

@@ -1,5 +1,11 @@
 """Label rules: what a poisoned annotation becomes. Masks are int64 ``[B,H,W]``, 255 = ignore;
-ignored pixels stay ignored under every rule."""
+ignored pixels stay ignored under every rule.
+
+Sources: victims -> target is the fine-grained rule of Li et al. 2021 (arXiv 2103.04038) and
+BADSEG's object/background vectors (arXiv 2603.16405); all-to-all c -> c+1 mod C is WABA's
+(IEEE TGRS 2023, ndraeger/waba); random pixel relabelling is IBA's PRL (Lan et al., ICLR 2024,
+Maxproto/IBA), drawn once per image here where the official code redraws it at every load.
+"""
 
 from __future__ import annotations
 

@@ -4,6 +4,14 @@ Each returns ``(origins [B,2] top-left row and column, placed [B] bool)``; an im
 rule finds no position has ``placed`` False (it is neither poisoned nor counted for ASR).
 Everything is batched tensor work on the masks' device: erosion is a min-pool over the
 one-hot class maps, the Euclidean distance band a convolution with a disk.
+
+Sources: the region and distance-band rules are IBA's free placement and Nearest-Neighbour
+Injection (Lan et al., ICLR 2024; Maxproto/IBA), and the instance rule follows BADSEG's
+instance-level attack (arXiv 2603.16405). Departures: IBA erodes a region by half the trigger
+around its centre, which is the same set as requiring the whole patch inside the region used
+here; the band is an exact Euclidean band computed on the device, not a host-side distance
+transform (cost ~far^2 per pixel: fine at the 64-256 px of this benchmark, slow for
+Cityscapes-scale bands).
 """
 
 from __future__ import annotations

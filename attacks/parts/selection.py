@@ -1,5 +1,10 @@
 """Selection rules: which training images may be poisoned (``[B]`` bool per batch of masks).
-The harness then draws ``poison_rate`` of the whole training set among them."""
+The harness then draws ``poison_rate`` of the whole training set among them.
+
+Sources: images containing the victim is the fine-grained selection of Li et al. 2021 (arXiv
+2103.04038) and IBA's (Lan et al., ICLR 2024); co-occurrence of two classes is BADSEG's
+conditional attack and ConSeg's setting (arXiv 2603.16405, 2507.19905).
+"""
 
 from __future__ import annotations
 
