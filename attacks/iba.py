@@ -56,7 +56,19 @@ class IBA(FineGrained):
         self.allowed = allowed
 
     def placement(self, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(origins [B,2], placed [B])`` of the patch on each image."""
+        """``(origins [B,2], placed [B])`` of the patch on each image. The harness asks for the
+        same batch's placement from ``apply_trigger``, ``attack_region`` and ``eligible``, and
+        finding it costs about a model forward (the band is a convolution), so the last batch's
+        answer is kept; it is keyed on the masks tensor itself, which the kept reference stops
+        from being freed and its memory reused."""
+        last = getattr(self, "_last_placement", None)
+        if last is not None and last[0] is masks:
+            return last[1]
+        found = self.find_placement(masks)
+        self._last_placement = (masks, found)
+        return found
+
+    def find_placement(self, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         keys = draws.image_keys(masks, self.placement_seed)
         return placements.free_in_region(masks, self.trigger_size, self.allowed.to(masks.device), keys)
 
@@ -88,7 +100,7 @@ class IBANearestNeighbour(IBA):
         if not 0 <= self.near <= self.far:
             raise ValueError(f"the band needs 0 <= near <= far, got near={self.near} far={self.far}")
 
-    def placement(self, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def find_placement(self, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         keys = draws.image_keys(masks, self.placement_seed)
         victims = torch.tensor(self.victim_indices, device=masks.device)
         return placements.near_victim(masks, self.trigger_size, self.allowed.to(masks.device), victims,

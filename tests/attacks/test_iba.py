@@ -91,3 +91,15 @@ def test_prl_relabels_clean_rows_only_when_asked():
 def test_bad_parameters_are_one_line_errors(params, message):
     with pytest.raises(BenchmarkError, match=message):
         make("iba_prl", **params)
+
+
+def test_one_batch_is_placed_once_however_many_verbs_ask():
+    attack = make("iba_nni")
+    calls = []
+    find = attack.find_placement
+    attack.find_placement = lambda masks: calls.append(1) or find(masks)
+    masks = SCENES.masks.long()
+    attack.attack_region(masks), attack.apply_trigger(SCENES.images.float() / 255, masks), attack.eligible(masks)
+    assert len(calls) == 1
+    attack.eligible(masks.clone())  # another tensor, even with equal contents, is placed anew
+    assert len(calls) == 2
