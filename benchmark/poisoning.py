@@ -22,6 +22,10 @@ from benchmark.errors import BenchmarkError
 log = logging.getLogger(__name__)
 
 CHUNK = 256
+POISON_STREAM, BUDGET_STREAM = 1, 2
+"""Offsets of the random streams that choose the poisoned images and the clean budget. With the
+bare seed, both drew the same permutation as the first epoch's shuffle, so an attack that can
+poison any image poisoned exactly the first batches of epoch one."""
 WARN_ONLY_WHEN_NONE_ELIGIBLE = {"fine_grained", "image_level"}
 """The seed attacks keep their first behaviour when no image is eligible (a warning, and a model
 trained on clean data): stored results and tests rely on it. Every other attack stops with one line."""
@@ -57,8 +61,12 @@ def select_poison(attack: Attack, masks: torch.Tensor, seed: int, instances: tor
         log.warning("%s: poison rate %.3f asks for %d images but only %d are eligible; poisoning those",
                     attack.name, attack.poison_rate, wanted, len(candidates))
         wanted = len(candidates)
-    order = torch.randperm(len(candidates), generator=torch.Generator().manual_seed(seed))
-    return candidates[order[:wanted]].sort().values
+    return candidates[draw_order(len(candidates), seed, POISON_STREAM)[:wanted]].sort().values
+
+
+def draw_order(n: int, seed: int, stream: int) -> torch.Tensor:
+    """A permutation of ``n`` from the seed's own stream, independent of the training shuffle's."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + stream))
 
 
 @dataclass
@@ -112,5 +120,4 @@ def select_budget(num_train: int, poisoned: torch.Tensor, fraction: float, seed:
     clean[poisoned] = False
     candidates = clean.nonzero().flatten()
     wanted = max(2, round(fraction * num_train))
-    order = torch.randperm(len(candidates), generator=torch.Generator().manual_seed(seed))
-    return candidates[order[:wanted]].sort().values
+    return candidates[draw_order(len(candidates), seed, BUDGET_STREAM)[:wanted]].sort().values

@@ -36,7 +36,8 @@ from defenses.base import ModelPredictor
 
 log = logging.getLogger(__name__)
 
-ARTIFACT_VERSION = 1
+ARTIFACT_VERSION = 2
+"""2: poisoned images and clean budget drawn from streams apart from the training shuffle."""
 
 
 @dataclass

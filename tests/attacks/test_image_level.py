@@ -41,3 +41,19 @@ def test_blended_trigger_and_positions():
     out = make(trigger_size="4", trigger_alpha="0.5", trigger_pattern="white", trigger_position="top_left").apply_trigger(images)
     assert torch.allclose(out[0, :, 1:5, 1:5], torch.full((3, 4, 4), 0.5))
     assert out.sum() == 0.5 * 3 * 16
+
+
+def test_poisoned_images_and_budget_are_not_the_first_epochs_first_batches():
+    """Every image is eligible here, so a selection drawn from the training shuffle's own
+    permutation would poison exactly the first 10% of epoch one (and budget the next 5%)."""
+    from benchmark.poisoning import select_budget, select_poison
+
+    masks = torch.full((200, 4, 4), 3)
+    for seed in range(3):
+        poisoned = select_poison(make(), masks, seed)
+        first_epoch = torch.randperm(200, generator=torch.Generator().manual_seed(seed))
+        assert len(poisoned) == 20 and set(poisoned.tolist()) != set(first_epoch[:20].tolist())
+        budget = select_budget(200, poisoned, 0.05, seed)
+        assert len(budget) == 10 and not set(budget.tolist()) & set(poisoned.tolist())
+        assert set(budget.tolist()) != set(first_epoch[20:30].tolist())
+        assert torch.equal(poisoned, select_poison(make(), masks, seed))  # still deterministic
