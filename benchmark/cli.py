@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="markdown (default; with --output also writes the attack x defense heatmaps to "
                             "figures/ beside the results folder) or html (one self-contained static page)")
     board.add_argument("--output", metavar="FILE", help="write the leaderboard here (default: stdout)")
+    board.add_argument("--gpu-results", metavar="DIR",
+                       help="folder of results of the same cells run on a GPU: adds a GPU section with their "
+                            "matrices and their agreement with --results (default: none)")
     export = commands.add_parser("export", help="export result files to CSV")
     export.add_argument("--results", default="runs/results", metavar="DIR", help="folder of result JSON files (default runs/results)")
     export.add_argument("--output", metavar="FILE.csv", help="write the CSV here (default: stdout)")
@@ -247,16 +250,18 @@ def command_leaderboard(args: argparse.Namespace) -> int:
     if args.format == "html":
         from leaderboard.page import render_html
 
-        text = render_html(args.results)
+        text = render_html(args.results, args.gpu_results)
     else:
         from leaderboard import render_leaderboard
 
-        if args.output:  # the Markdown links the heatmaps that exist, so draw them first
-            from leaderboard.heatmaps import write_heatmaps
+        if args.output:  # the Markdown links the figures that exist, so draw them first
+            from leaderboard.heatmaps import write_heatmaps, write_poison_rate_figure
             from leaderboard.render import leaderboard_views
 
-            write_heatmaps(leaderboard_views(args.results), Path(args.results).parent / "figures")
-        text = render_leaderboard(args.results)
+            figure_dir = Path(args.results).parent / "figures"
+            write_heatmaps(leaderboard_views(args.results), figure_dir)
+            write_poison_rate_figure(args.results, figure_dir)
+        text = render_leaderboard(args.results, args.gpu_results)
     if args.output:
         atomic_write_text(Path(args.output), text)
         log.info("wrote %s", args.output)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import logging
+import tempfile
+from collections import defaultdict
 from pathlib import Path
 
 import matplotlib
@@ -77,3 +79,26 @@ def write_heatmaps(views: list[View], figure_dir: Path) -> list[Path]:
                 log.info("wrote %s", path)
             written.append(path)
     return written
+
+
+def write_poison_rate_figure(results_dir: Path | str, figure_dir: Path) -> Path | None:
+    """``asr_vs_poison_rate.png`` from the undefended results, when they hold two or more poison
+    rates (one line per model and attack that has several, mean over seeds); untouched if its bytes would not change."""
+    from benchmark.figures import asr_vs_poison_rate
+    from leaderboard.render import load_results
+
+    undefended = [r for r in load_results(results_dir) if r["defense"] == "none"]
+    rates: dict[tuple, set] = defaultdict(set)
+    for r in undefended:
+        rates[(r["dataset"], r["model"], r["attack"])].add(r["poison_rate"])
+    undefended = [r for r in undefended if len(rates[(r["dataset"], r["model"], r["attack"])]) > 1]
+    path = figure_dir / "asr_vs_poison_rate.png"
+    with tempfile.TemporaryDirectory() as scratch:
+        drawn = asr_vs_poison_rate(undefended, Path(scratch) / path.name)
+        if drawn is None:
+            return None
+        png = drawn.read_bytes()
+    if not path.is_file() or path.read_bytes() != png:
+        atomic_write_bytes(path, png)
+        log.info("wrote %s", path)
+    return path

@@ -73,12 +73,11 @@ class View:
 
 
 def views(results: list[dict], attack_label: Label, defense_label: Label) -> list[View]:
-    """One view per (dataset, model, poison rate) in the results, sorted."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for result in results:
-        groups[(result["dataset"], result["model"], _rate(result))].append(result)
+    """One view per (dataset, model, poison rate) in the results, sorted. A view of undefended
+    cells only is left out when the same model has defended cells at another rate: such runs
+    measure ASR against poison rate (a figure), not defenses."""
     out = []
-    for (dataset, model, rate), group in sorted(groups.items()):
+    for (dataset, model, rate), group in sorted(_view_groups(results).items()):
         attacks = sorted({attack_label(r) for r in group})
         defenses = sorted({defense_label(r) for r in group}, key=lambda d: (d != "none", d))
         post_asr = Matrix("post_asr", "post-defense ASR (none = undefended ASR)", attacks, defenses)
@@ -96,6 +95,21 @@ def views(results: list[dict], attack_label: Label, defense_label: Label) -> lis
         matrices = [m for m in (post_asr, der, auroc) if m.columns]
         out.append(View(dataset, model, rate, sorted({r["seed"] for r in group}), matrices))
     return out
+
+
+def ranked_results(results: list[dict]) -> list[dict]:
+    """The results the views show (what the rankings aggregate): poison-rate sweeps of
+    undefended cells stay out, so they do not pull an attack's mean ASR towards low rates."""
+    return [r for group in _view_groups(results).values() for r in group]
+
+
+def _view_groups(results: list[dict]) -> dict[tuple, list[dict]]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for result in results:
+        groups[(result["dataset"], result["model"], _rate(result))].append(result)
+    defended = {key[:2] for key, group in groups.items() if any(r["defense"] != "none" for r in group)}
+    return {key: group for key, group in groups.items()
+            if key[:2] not in defended or any(r["defense"] != "none" for r in group)}
 
 
 def defense_ranking(results: list[dict], attack_label: Label, defense_label: Label) -> list[list[str]]:

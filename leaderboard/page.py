@@ -17,7 +17,9 @@ from matplotlib import colormaps
 from matplotlib.colors import to_hex
 
 from leaderboard import matrices
-from leaderboard.render import (METRIC_COLUMNS, group_rows, load_results, poison_text, variant_labeller)
+from leaderboard.agreement import AGREEMENT_HEADERS, agreement_rows
+from leaderboard.render import (GPU_SECTION, METRIC_COLUMNS, group_rows, hardware_header, load_results, poison_text,
+                                variant_labeller)
 from leaderboard.stats import MISSING, spread
 
 FILTER_KEYS = ("dataset", "model", "attack", "defense")
@@ -85,8 +87,9 @@ applyFilters();
 """
 
 
-def render_html(results_dir: str | Path) -> str:
-    """The self-contained leaderboard page of every result in ``results_dir``."""
+def render_html(results_dir: str | Path, gpu_results: str | Path | None = None) -> str:
+    """The self-contained leaderboard page of every result in ``results_dir`` (and, like the
+    Markdown, a section for ``gpu_results``)."""
     results = load_results(results_dir)
     figure_dir = Path(results_dir).parent / "figures"
     attack_label = variant_labeller(results, "attack", "attack_params")
@@ -105,23 +108,43 @@ def render_html(results_dir: str | Path) -> str:
         filters_html(results, attack_label, defense_label),
         "<h2>Attack x defense matrices</h2>",
     ]
-    for view in matrices.views(results, attack_label, defense_label):
-        parts.append(f'<section class="view" data-dataset="{_e(view.dataset)}" data-model="{_e(view.model)}">')
-        parts.append(f"<h3>{_e(view.title)}</h3>")
-        for matrix in view.matrices:
-            parts += [f"<h4>{_e(matrix.title)}</h4>", matrix_html(matrix)]
-        parts.append("</section>")
+    parts += views_html(matrices.views(results, attack_label, defense_label))
+    ranked = matrices.ranked_results(results)
     parts += [
         "<h2>Rankings</h2>", "<h3>Defenses</h3>",
         table_html(matrices.DEFENSE_RANKING_HEADERS,
-                   matrices.defense_ranking(results, attack_label, defense_label), "defenses"),
+                   matrices.defense_ranking(ranked, attack_label, defense_label), "defenses"),
         "<h3>Attacks</h3>",
         table_html(matrices.ATTACK_RANKING_HEADERS,
-                   matrices.attack_ranking(results, attack_label, defense_label), "attacks"),
+                   matrices.attack_ranking(ranked, attack_label, defense_label), "attacks"),
         "<h2>Full table</h2>", '<p id="shown" class="muted"></p>', results_table_html(rows, figure_dir),
-        f"<script>{SCRIPT}</script>", "</body>", "</html>",
     ]
+    if gpu_results is not None:
+        parts += gpu_section_html(results, load_results(gpu_results))
+    parts += [f"<script>{SCRIPT}</script>", "</body>", "</html>"]
     return "\n".join(parts) + "\n"
+
+
+def views_html(views: list[matrices.View], prefix: str = "") -> list[str]:
+    """Each view as a section the model / dataset filters can hide, its matrices as tables."""
+    parts = []
+    for view in views:
+        parts.append(f'<section class="view" data-dataset="{_e(view.dataset)}" data-model="{_e(view.model)}">')
+        parts.append(f"<h3>{_e(prefix + view.title)}</h3>")
+        for matrix in view.matrices:
+            parts += [f"<h4>{_e(matrix.title)}</h4>", matrix_html(matrix)]
+        parts.append("</section>")
+    return parts
+
+
+def gpu_section_html(cpu: list[dict], gpu: list[dict]) -> list[str]:
+    attack_label = variant_labeller(gpu, "attack", "attack_params")
+    defense_label = variant_labeller(gpu, "defense", "defense_params")
+    return [f"<h2>GPU: {_e(hardware_header(gpu))}</h2>",
+            f'<p class="muted">{_e(GPU_SECTION)} {len(gpu)} result file(s).</p>',
+            "<h3>Agreement with the CPU results</h3>",
+            table_html(AGREEMENT_HEADERS, agreement_rows(cpu, gpu), "agreement", name_column=0),
+            *views_html(matrices.views(gpu, attack_label, defense_label), prefix="GPU: ")]
 
 
 def filters_html(results: list[dict], attack_label, defense_label) -> str:
@@ -161,9 +184,9 @@ def matrix_html(matrix: matrices.Matrix) -> str:
     return "\n".join(lines)
 
 
-def table_html(headers: list[str], rows: list[list[str]], table_id: str) -> str:
+def table_html(headers: list[str], rows: list[list[str]], table_id: str, name_column: int = 1) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "\n".join("<tr>" + "".join(_cell(v, i == 1) for i, v in enumerate(row)) + "</tr>" for row in rows)
+    body = "\n".join("<tr>" + "".join(_cell(v, i == name_column) for i, v in enumerate(row)) + "</tr>" for row in rows)
     return (f'<table class="sortable" id="{table_id}"><thead><tr>{head}</tr></thead>\n'
             f"<tbody>\n{body}\n</tbody></table>")
 

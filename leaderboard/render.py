@@ -34,9 +34,11 @@ from typing import Any, Callable, Iterable
 
 from tabulate import tabulate
 
+from benchmark.engine import precision_name
 from benchmark.errors import BenchmarkError
 from benchmark.store import atomic_write_text, read_json
 from leaderboard import matrices
+from leaderboard.agreement import AGREEMENT_HEADERS, agreement_rows
 from leaderboard.stats import MISSING, spread_text
 
 log = logging.getLogger(__name__)
@@ -54,9 +56,18 @@ SEED_ATTACKS = {"image_level", "fine_grained"}
 CSV_LEADING = ["dataset", "model", "attack", "poison_rate", "defense", "seed"]
 REGENERATE = """\
 ```bash
-python -m benchmark run --config leaderboard/grid.toml --figures
-python -m benchmark leaderboard --results leaderboard/results --output leaderboard/LEADERBOARD.md
+for shard in leaderboard/shards/*.toml; do python -m benchmark run --config "$shard"; done
+python -m benchmark leaderboard --results leaderboard/results --gpu-results leaderboard/results-gpu \\
+    --output leaderboard/LEADERBOARD.md
+python -m benchmark leaderboard --results leaderboard/results --gpu-results leaderboard/results-gpu \\
+    --format html --output leaderboard/index.html
 ```"""
+GPU_SECTION = """\
+The same shards' cells run on a GPU (`--device cuda`), whose results live in their own folder \
+(a cell's key does not name its device). Only the cells listed here ran there. The agreement table \
+matches each GPU result with the CPU result of the same cell and seed: the absolute difference in \
+points, and how often it is no larger than the standard deviation of that cell over the CPU's \
+seeds (what a reseed moves)."""
 METRICS = """\
 All numbers are percentages (fractions in [0, 1] times 100, one decimal). `a ± b` is the mean \
 over the `n` seeds of a cell ± the half-width of its 95% confidence interval (Student's t with \
@@ -123,9 +134,10 @@ def load_results(results_dir: str | Path) -> list[dict]:
                                           r["seed"], r["cell"]))
 
 
-def render_leaderboard(results_dir: str | Path) -> str:
+def render_leaderboard(results_dir: str | Path, gpu_results: str | Path | None = None) -> str:
     """The Markdown leaderboard of every result in ``results_dir``, linking the figures that
-    exist (convention: module doc), so the same files always render the same bytes."""
+    exist (convention: module doc), so the same files always render the same bytes; with
+    ``gpu_results``, a section for the same cells run on a GPU, and how far they agree."""
     results = load_results(results_dir)
     figure_dir = Path(results_dir).parent / "figures"
     figures = any((figure_dir / f"{r['cell']}.png").is_file() for r in results)
@@ -154,18 +166,19 @@ def render_leaderboard(results_dir: str | Path) -> str:
             if heatmap.is_file():
                 parts.append(f"![{matrix.title}: {view.title}](figures/{heatmap.name})")
             parts += [f"**{matrix.title}**", matrix_table(matrix)]
+    ranked = matrices.ranked_results(results)
     parts += [
         "## Rankings",
         "### Defenses",
         "By mean DER over every cell of the defense (all models, attacks, poison rates; averaged per "
         "seed, ± over seeds). Worst post ASR: the highest mean post-defense ASR over the attacks it "
         "faced. mIoU cost: clean mIoU minus post-defense clean mIoU.",
-        markdown_table(matrices.defense_ranking(results, attack_label, defense_label),
+        markdown_table(matrices.defense_ranking(ranked, attack_label, defense_label),
                        matrices.DEFENSE_RANKING_HEADERS),
         "### Attacks",
         "By mean post-defense ASR over every defended cell (the attack that survives defenses best "
         "first); the strongest defense is the one with the lowest mean post ASR against it.",
-        markdown_table(matrices.attack_ranking(results, attack_label, defense_label),
+        markdown_table(matrices.attack_ranking(ranked, attack_label, defense_label),
                        matrices.ATTACK_RANKING_HEADERS),
     ]
     if (figure_dir / "asr_vs_poison_rate.png").is_file():
@@ -184,7 +197,32 @@ def render_leaderboard(results_dir: str | Path) -> str:
         "undefended evaluation).",
         cost_tables(results, defense_label),
     ]
+    if gpu_results is not None:
+        parts += gpu_section(results, load_results(gpu_results))
     return "\n\n".join(parts) + "\n"
+
+
+def gpu_section(cpu: list[dict], gpu: list[dict]) -> list[str]:
+    """The GPU results' own section: hardware and precision in its header, their configuration,
+    their agreement with the CPU results, and their matrices (tables)."""
+    attack_label = variant_labeller(gpu, "attack", "attack_params")
+    defense_label = variant_labeller(gpu, "defense", "defense_params")
+    parts = [f"## GPU: {hardware_header(gpu)}",
+             GPU_SECTION + f" {len(gpu)} result file(s).",
+             configuration(gpu),
+             "### Agreement with the CPU results",
+             markdown_table(agreement_rows(cpu, gpu), AGREEMENT_HEADERS)]
+    for view in matrices.views(gpu, attack_label, defense_label):
+        parts.append(f"### GPU: {view.title}")
+        for matrix in view.matrices:
+            parts += [f"**{matrix.title}**", matrix_table(matrix)]
+    return parts
+
+
+def hardware_header(results: list[dict]) -> str:
+    """``NVIDIA H200, bf16 autocast, channels_last``: the devices and precisions of the results."""
+    return "; ".join(sorted({f"{r.get('hardware', '?')}, {precision_name(str(r.get('device', 'cpu')).split(':')[0])}"
+                             for r in results}))
 
 
 def leaderboard_views(results_dir: str | Path) -> list[matrices.View]:
@@ -318,6 +356,7 @@ def configuration(results: list[dict]) -> str:
         f"- defender's clean budget: {budget}",
         f"- packages: {versions}",
         f"- hardware: {hardware}",
+        f"- precision: {distinct(precision_name(str(r.get('device', 'cpu')).split(':')[0]) for r in results)}",
     ]
     return "\n".join(lines)
 

@@ -1,0 +1,50 @@
+"""How far the same cells agree when run on other hardware (the GPU section of the leaderboard).
+
+A cell's key does not name the device, so a cell run on a GPU and on the CPU has one key: the
+two are matched by (cell key, seed). The difference of a metric is taken seed for seed, and
+compared with the CPU's seed-to-seed standard deviation of that cell: a difference smaller
+than what reseeding the CPU run moves is within the spread the leaderboard already shows.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+
+from leaderboard.stats import MISSING
+
+AGREEMENT_METRICS = [("clean_miou", "clean mIoU"), ("asr", "ASR"), ("post_clean_miou", "post mIoU"),
+                     ("post_asr", "post ASR"), ("der", "DER"), ("detection_auroc", "AUROC")]
+AGREEMENT_HEADERS = ["metric", "matched cells", "mean |GPU − CPU|", "max |GPU − CPU| (model / attack / defense)",
+                     "within the CPU seed std"]
+
+
+def agreement_rows(reference: list[dict], other: list[dict]) -> list[list[str]]:
+    """Per metric: how many (cell, seed) pairs both sets hold, the mean and largest absolute
+    difference in percentage points, and the share of pairs whose difference is at most the
+    reference's standard deviation over its seeds for that cell (cells with 2+ seeds)."""
+    by_pair = {(r["cell"], r["seed"]): r for r in reference}
+    seeds_of: dict[str, list[dict]] = defaultdict(list)
+    for r in reference:
+        seeds_of[r["cell"]].append(r)
+    rows = []
+    for key, title in AGREEMENT_METRICS:
+        differences: list[tuple[float, dict]] = []
+        within = judged = 0
+        for r in other:
+            match = by_pair.get((r["cell"], r["seed"]))
+            if match is None or r.get(key) is None or match.get(key) is None:
+                continue
+            difference = abs(r[key] - match[key])
+            differences.append((difference, r))
+            values = [s[key] for s in seeds_of[r["cell"]] if s.get(key) is not None]
+            if len(values) >= 2:
+                judged += 1
+                within += difference <= statistics.stdev(values)
+        if not differences:
+            continue
+        largest, where = max(differences, key=lambda item: (item[0], item[1]["cell"]))
+        rows.append([title, str(len(differences)), f"{100 * statistics.fmean(d for d, _ in differences):.1f}",
+                     f"{100 * largest:.1f} ({where['model']} / {where['attack']} / {where['defense']})",
+                     f"{within} of {judged}" if judged else MISSING])
+    return rows
