@@ -6,9 +6,10 @@ per defense, and each cell holds the per-seed values of one metric, shown as mea
 is the attack's ASR); DER leaves it out (50 by definition), and the AUROC matrix keeps only the
 defenses that score inputs.
 
-Rankings aggregate over every view. A defense's mean DER and mean mIoU cost are averaged per
-seed first and the interval is taken over those per-seed means, so the spread is the
-seed-to-seed spread of the ranking's own number.
+Rankings are per view: models differ in which attacks and defenses (and how many seeds) they
+were crossed with, so a ranking over all of them would compare unequal sets. A defense's mean
+DER and mean mIoU cost are averaged per seed first and the interval is taken over those
+per-seed means, so the spread is the seed-to-seed spread of the ranking's own number.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class View:
     poison_rate: float
     seeds: list[int]
     matrices: list[Matrix]
+    results: list[dict] = field(default_factory=list, repr=False)
+    """The view's results, which its rankings aggregate."""
 
     @property
     def title(self) -> str:
@@ -93,14 +96,8 @@ def views(results: list[dict], attack_label: Label, defense_label: Label) -> lis
                 auroc.cells.setdefault(cell, []).append(result["detection_auroc"])
         auroc.columns = sorted({column for _, column in auroc.cells})
         matrices = [m for m in (post_asr, der, auroc) if m.columns]
-        out.append(View(dataset, model, rate, sorted({r["seed"] for r in group}), matrices))
+        out.append(View(dataset, model, rate, sorted({r["seed"] for r in group}), matrices, group))
     return out
-
-
-def ranked_results(results: list[dict]) -> list[dict]:
-    """The results the views show (what the rankings aggregate): poison-rate sweeps of
-    undefended cells stay out, so they do not pull an attack's mean ASR towards low rates."""
-    return [r for group in _view_groups(results).values() for r in group]
 
 
 def _view_groups(results: list[dict]) -> dict[tuple, list[dict]]:

@@ -1,7 +1,7 @@
 """The leaderboard as one static HTML page: no server, no network, opens from disk.
 
 The page holds the same views as the Markdown (the attack x defense matrices of each model,
-coloured like the heatmaps; the rankings; the full table) with inline CSS and JavaScript:
+coloured like the heatmaps; each model's rankings; the full table) with inline CSS and JavaScript:
 clicking a column header sorts its table (numbers numerically, missing values last; again to
 reverse), and the dataset / model / attack / defense filters hide the rows, matrix rows,
 matrix columns and model blocks that do not match. Like the Markdown it is rendered from the
@@ -77,7 +77,7 @@ function applyFilters() {
     (key) => !wanted[key] || element.dataset[key] === undefined || element.dataset[key] === wanted[key]);
   let shown = 0;
   resultRows.forEach((row) => { row.hidden = !matches(row, ["dataset", "model", "attack", "defense"]); shown += !row.hidden; });
-  document.querySelectorAll("section.view").forEach((view) => { view.hidden = !matches(view, ["dataset", "model"]); });
+  document.querySelectorAll("section.view, section.ranking").forEach((view) => { view.hidden = !matches(view, ["dataset", "model"]); });
   document.querySelectorAll("table.matrix tbody tr").forEach((row) => { row.hidden = !matches(row, ["attack"]); });
   document.querySelectorAll("table.matrix [data-defense]").forEach((cell) => { cell.hidden = !matches(cell, ["defense"]); });
   document.getElementById("shown").textContent = shown + " of " + resultRows.length + " rows shown";
@@ -108,15 +108,21 @@ def render_html(results_dir: str | Path, gpu_results: str | Path | None = None) 
         filters_html(results, attack_label, defense_label),
         "<h2>Attack x defense matrices</h2>",
     ]
-    parts += views_html(matrices.views(results, attack_label, defense_label))
-    ranked = matrices.ranked_results(results)
+    views = matrices.views(results, attack_label, defense_label)
+    parts += views_html(views)
+    parts.append("<h2>Rankings</h2>")
+    for view in views:
+        parts += [f'<section class="ranking" data-dataset="{_e(view.dataset)}" data-model="{_e(view.model)}">',
+                  f"<h3>Defenses: {_e(view.title)}</h3>",
+                  table_html(matrices.DEFENSE_RANKING_HEADERS,
+                             matrices.defense_ranking(view.results, attack_label, defense_label),
+                             f"defenses-{view.slug}"),
+                  f"<h3>Attacks: {_e(view.title)}</h3>",
+                  table_html(matrices.ATTACK_RANKING_HEADERS,
+                             matrices.attack_ranking(view.results, attack_label, defense_label),
+                             f"attacks-{view.slug}"),
+                  "</section>"]
     parts += [
-        "<h2>Rankings</h2>", "<h3>Defenses</h3>",
-        table_html(matrices.DEFENSE_RANKING_HEADERS,
-                   matrices.defense_ranking(ranked, attack_label, defense_label), "defenses"),
-        "<h3>Attacks</h3>",
-        table_html(matrices.ATTACK_RANKING_HEADERS,
-                   matrices.attack_ranking(ranked, attack_label, defense_label), "attacks"),
         "<h2>Full table</h2>", '<p id="shown" class="muted"></p>', results_table_html(rows, figure_dir),
     ]
     if gpu_results is not None:

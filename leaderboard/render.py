@@ -159,28 +159,29 @@ def render_leaderboard(results_dir: str | Path, gpu_results: str | Path | None =
         "One block per model: rows are attacks, columns defenses (`none` = undefended). Post ASR: "
         "lower is a better defense; DER: higher is.",
     ]
-    for view in matrices.views(results, attack_label, defense_label):
+    views = matrices.views(results, attack_label, defense_label)
+    for view in views:
         parts.append(f"### {view.title}")
         for matrix in view.matrices:
             heatmap = figure_dir / view.heatmap_name(matrix)
             if heatmap.is_file():
                 parts.append(f"![{matrix.title}: {view.title}](figures/{heatmap.name})")
             parts += [f"**{matrix.title}**", matrix_table(matrix)]
-    ranked = matrices.ranked_results(results)
     parts += [
         "## Rankings",
-        "### Defenses",
-        "By mean DER over every cell of the defense (all models, attacks, poison rates; averaged per "
-        "seed, ± over seeds). Worst post ASR: the highest mean post-defense ASR over the attacks it "
-        "faced. mIoU cost: clean mIoU minus post-defense clean mIoU.",
-        markdown_table(matrices.defense_ranking(ranked, attack_label, defense_label),
-                       matrices.DEFENSE_RANKING_HEADERS),
-        "### Attacks",
-        "By mean post-defense ASR over every defended cell (the attack that survives defenses best "
-        "first); the strongest defense is the one with the lowest mean post ASR against it.",
-        markdown_table(matrices.attack_ranking(ranked, attack_label, defense_label),
-                       matrices.ATTACK_RANKING_HEADERS),
+        "Per model. Defenses by mean DER over the attacks (averaged per seed, ± over seeds); worst "
+        "post ASR: the highest mean post-defense ASR over the attacks it faced; mIoU cost: clean mIoU "
+        "minus post-defense clean mIoU. Attacks by mean post-defense ASR over the defenses (the attack "
+        "that survives defenses best first); the strongest defense is the one with the lowest mean "
+        "post ASR against it.",
     ]
+    for view in views:
+        parts += [f"### Defenses: {view.title}",
+                  markdown_table(matrices.defense_ranking(view.results, attack_label, defense_label),
+                                 matrices.DEFENSE_RANKING_HEADERS),
+                  f"### Attacks: {view.title}",
+                  markdown_table(matrices.attack_ranking(view.results, attack_label, defense_label),
+                                 matrices.ATTACK_RANKING_HEADERS)]
     if (figure_dir / "asr_vs_poison_rate.png").is_file():
         parts.append("![ASR against poison rate](figures/asr_vs_poison_rate.png)")
     if any("poison_detection_auroc" in r for r in results):

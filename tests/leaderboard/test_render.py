@@ -187,3 +187,15 @@ def test_poisoned_data_detection_has_its_own_table(results_dir: Path, fake_resul
     text = render_leaderboard(results_dir)
     assert table_row(text, "synthetic", "unet", "fine_grained", "10%", "spectral", "0", "segment", "90.0", "25.0",
                      "50.0", "8 / 4 / 100", "30.0", "12.0")
+
+
+def test_rankings_are_per_model(tmp_path: Path, fake_result) -> None:
+    folder = tmp_path / "results"
+    folder.mkdir()
+    for record in (fake_result("u", defense="pruning", der=0.9), fake_result("f", defense="pruning", der=0.3, model="fpn")):
+        (folder / f"{record['cell']}.json").write_text(json.dumps(record))
+    text = render_leaderboard(folder)
+    unet = text.split("### Defenses: synthetic / unet")[1]
+    fpn = text.split("### Defenses: synthetic / fpn")[1].split("### Attacks")[0]
+    assert cells_of(table_row(unet, "1", "pruning"))[2] == "90.0"
+    assert cells_of(table_row(fpn, "1", "pruning"))[2] == "30.0"  # not the mean of both models
