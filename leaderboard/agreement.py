@@ -1,13 +1,15 @@
 """How far the same cells agree when run on other hardware (the GPU section of the leaderboard).
 
-A cell's key does not name the device, so a cell run on a GPU and on the CPU has one key: the
-two are matched by (cell key, seed). The difference of a metric is taken seed for seed, and
-compared with the CPU's seed-to-seed standard deviation of that cell: a difference smaller
-than what reseeding the CPU run moves is within the spread the leaderboard already shows.
+A cell's key names its seed but not its device, so a cell run on a GPU and on the CPU has one
+key: the two are matched by it. The difference of a metric is taken seed for seed, and compared
+with the CPU's standard deviation over the seeds of that setting (the same cell but for its
+seed): a difference smaller than what reseeding the CPU run moves is within the spread the
+leaderboard already shows.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import defaultdict
 
@@ -23,21 +25,21 @@ def agreement_rows(reference: list[dict], other: list[dict]) -> list[list[str]]:
     """Per metric: how many (cell, seed) pairs both sets hold, the mean and largest absolute
     difference in percentage points, and the share of pairs whose difference is at most the
     reference's standard deviation over its seeds for that cell (cells with 2+ seeds)."""
-    by_pair = {(r["cell"], r["seed"]): r for r in reference}
-    seeds_of: dict[str, list[dict]] = defaultdict(list)
+    by_cell = {r["cell"]: r for r in reference}
+    seeds_of: dict[tuple, list[dict]] = defaultdict(list)
     for r in reference:
-        seeds_of[r["cell"]].append(r)
+        seeds_of[setting(r)].append(r)
     rows = []
     for key, title in AGREEMENT_METRICS:
         differences: list[tuple[float, dict]] = []
         within = judged = 0
         for r in other:
-            match = by_pair.get((r["cell"], r["seed"]))
+            match = by_cell.get(r["cell"])
             if match is None or r.get(key) is None or match.get(key) is None:
                 continue
             difference = abs(r[key] - match[key])
             differences.append((difference, r))
-            values = [s[key] for s in seeds_of[r["cell"]] if s.get(key) is not None]
+            values = [s[key] for s in seeds_of[setting(r)] if s.get(key) is not None]
             if len(values) >= 2:
                 judged += 1
                 within += difference <= statistics.stdev(values)
@@ -48,3 +50,9 @@ def agreement_rows(reference: list[dict], other: list[dict]) -> list[list[str]]:
                      f"{100 * largest:.1f} ({where['model']} / {where['attack']} / {where['defense']})",
                      f"{within} of {judged}" if judged else MISSING])
     return rows
+
+
+def setting(result: dict) -> tuple:
+    """Everything that names a cell but its seed (and the machine it ran on)."""
+    return (result["dataset"], result["model"], result["attack"], json.dumps(result.get("attack_params"), sort_keys=True),
+            result.get("poison_rate"), result["defense"], json.dumps(result.get("defense_params"), sort_keys=True))

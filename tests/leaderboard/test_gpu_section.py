@@ -18,21 +18,22 @@ def write(folder: Path, records: list[dict]) -> Path:
 
 
 def test_agreement_against_hand_computed_differences(fake_result):
-    cpu = [fake_result("a", seed=0, asr=0.80), fake_result("a", seed=1, asr=0.90), fake_result("a", seed=2, asr=0.70),
-           fake_result("b", seed=0, asr=0.50)]
-    gpu = [fake_result("a", seed=0, asr=0.85), fake_result("b", seed=0, asr=0.20),
-           fake_result("c", seed=0, asr=0.10)]  # c has no CPU twin: not matched
+    # a cell key names its seed: a0, a1, a2 are one setting's three seeds
+    cpu = [fake_result("a0", seed=0, asr=0.80), fake_result("a1", seed=1, asr=0.90), fake_result("a2", seed=2, asr=0.70),
+           fake_result("b0", seed=0, asr=0.50, attack="image_level")]
+    gpu = [fake_result("a0", seed=0, asr=0.85), fake_result("b0", seed=0, asr=0.20, attack="image_level"),
+           fake_result("c0", seed=0, asr=0.10)]  # c0 has no CPU twin: not matched
     rows = {row[0]: row for row in agreement_rows(cpu, gpu)}
     # |0.85 - 0.80| = 5 points, |0.20 - 0.50| = 30: mean 17.5, max 30 at b; a's CPU std over
     # seeds (0.8, 0.9, 0.7) is 10 points >= 5, and b has one CPU seed (not judged)
-    assert rows["ASR"] == ["ASR", "2", "17.5", "30.0 (unet / fine_grained / none)", "1 of 1"]
-    assert rows["clean mIoU"][1:4] == ["2", "0.0", "0.0 (unet / fine_grained / none)"]
+    assert rows["ASR"] == ["ASR", "2", "17.5", "30.0 (unet / image_level / none)", "1 of 1"]
+    assert rows["clean mIoU"][1:4] == ["2", "0.0", "0.0 (unet / image_level / none)"]
     assert "AUROC" not in rows  # neither side has one
 
 
 def test_gpu_section_has_hardware_and_precision_in_its_header(tmp_path, fake_result):
-    cpu = write(tmp_path / "results", [fake_result("a", seed=s, asr=0.8 + 0.05 * s) for s in range(3)])
-    gpu = write(tmp_path / "results-gpu", [fake_result("a", seed=0, asr=0.82, device="cuda:0", hardware="NVIDIA H200")])
+    cpu = write(tmp_path / "results", [fake_result(f"a{s}", seed=s, asr=0.8 + 0.05 * s) for s in range(3)])
+    gpu = write(tmp_path / "results-gpu", [fake_result("a0", seed=0, asr=0.82, device="cuda:0", hardware="NVIDIA H200")])
     text = render_leaderboard(cpu, gpu)
     assert "## GPU: NVIDIA H200, bf16 autocast, channels_last" in text
     assert "- precision: fp32, channels_last" in text  # the CPU configuration
