@@ -76,11 +76,15 @@ class View:
 
 
 def views(results: list[dict], attack_label: Label, defense_label: Label) -> list[View]:
-    """One view per (dataset, model, poison rate) in the results, sorted. A view of undefended
+    """One view per (dataset, model, poison rate) in the results. A view of undefended
     cells only is left out when the same model has defended cells at another rate: such runs
-    measure ASR against poison rate (a figure), not defenses."""
+    measure ASR against poison rate (a figure), not defenses. The most complete view comes
+    first (most seeds, then most results): the grid's main matrix, not the alphabetically first."""
     out = []
-    for (dataset, model, rate), group in sorted(_view_groups(results).items()):
+    groups = _view_groups(results)
+    order = sorted(groups, key=lambda key: (-len({r["seed"] for r in groups[key]}), -len(groups[key]), key))
+    for dataset, model, rate in order:
+        group = groups[(dataset, model, rate)]
         attacks = sorted({attack_label(r) for r in group})
         defenses = sorted({defense_label(r) for r in group}, key=lambda d: (d != "none", d))
         post_asr = Matrix("post_asr", "post-defense ASR (none = undefended ASR)", attacks, defenses)
