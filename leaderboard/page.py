@@ -122,6 +122,8 @@ def render_html(results_dir: str | Path, gpu_results: str | Path | None = None) 
                              matrices.attack_ranking(view.results, attack_label, defense_label),
                              f"attacks-{view.slug}"),
                   "</section>"]
+    if (figure_dir / "asr_vs_poison_rate.png").is_file():  # linked, not inlined: the page stays small
+        parts.append('<p><a href="figures/asr_vs_poison_rate.png">ASR against poison rate (figure)</a></p>')
     parts += [
         "<h2>Full table</h2>", '<p id="shown" class="muted"></p>', results_table_html(rows, figure_dir),
     ]

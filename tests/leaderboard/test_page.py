@@ -100,3 +100,10 @@ def test_page_sorts_and_filters_in_a_real_browser(page: Path) -> None:
         assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
     finally:
         driver.quit()
+
+
+def test_page_links_the_poison_rate_figure_when_it_exists(page: Path) -> None:
+    assert "asr_vs_poison_rate.png" not in render_html(page.parent / "results")
+    (page.parent / "figures").mkdir(exist_ok=True)
+    (page.parent / "figures" / "asr_vs_poison_rate.png").write_bytes(b"\x89PNG")
+    assert '<a href="figures/asr_vs_poison_rate.png">' in render_html(page.parent / "results")
