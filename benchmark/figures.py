@@ -125,7 +125,8 @@ def asr_vs_poison_rate(results: list[dict], path: Path) -> Path | None:
     ax.set_ylim(-2, 102)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    ax.set_title("ASR (solid) and post-defense ASR against poison rate", fontsize=10)
+    ax.set_title("ASR (solid) and post-defense ASR against poison rate" if post else "ASR against poison rate",
+                 fontsize=10)
     figure.tight_layout()
     save(figure, path)
     return path
