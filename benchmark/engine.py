@@ -120,9 +120,9 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def precision_name(device_type: str) -> str:
-    """What ``autocast`` and ``prepare_model`` make of a device type, for reports."""
-    return "bf16 autocast, channels_last" if device_type == "cuda" else "fp32, channels_last"
+def precision_name(device: str) -> str:
+    """What ``autocast`` and ``prepare_model`` make of a device (``cpu``, ``cuda:0``), for reports."""
+    return "bf16 autocast, channels_last" if torch.device(device).type == "cuda" else "fp32, channels_last"
 
 
 def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:

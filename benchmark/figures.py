@@ -26,7 +26,7 @@ from benchmark import runner  # noqa: E402
 from benchmark.datasets import IGNORE_INDEX, Split  # noqa: E402
 from benchmark.engine import resolve_device, seed_everything, to_input  # noqa: E402
 from benchmark.poisoning import CHUNK  # noqa: E402
-from benchmark.store import atomic_write_bytes  # noqa: E402
+from benchmark.store import write_if_changed  # noqa: E402
 from defenses.base import ModelPredictor  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -160,8 +160,8 @@ def save(figure: plt.Figure, path: Path) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)
     plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
-    log.info("wrote %s", path)
+    if write_if_changed(path, buffer.getvalue()):
+        log.info("wrote %s", path)
 
 
 def _plot(ax: plt.Axes, points: dict[float, list[float]], colour: tuple, style: str | tuple, label: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import logging
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -22,7 +21,7 @@ matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmark.store import atomic_write_bytes  # noqa: E402
+from benchmark.store import write_if_changed  # noqa: E402
 from leaderboard.matrices import COLOUR_MAPS, Matrix, View  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -73,9 +72,7 @@ def write_heatmaps(views: list[View], figure_dir: Path) -> list[Path]:
     for view in views:
         for matrix in view.matrices:
             path = figure_dir / view.heatmap_name(matrix)
-            png = heatmap_png(view, matrix)
-            if not path.is_file() or path.read_bytes() != png:
-                atomic_write_bytes(path, png)
+            if write_if_changed(path, heatmap_png(view, matrix)):
                 log.info("wrote %s", path)
             written.append(path)
     return written
@@ -83,7 +80,7 @@ def write_heatmaps(views: list[View], figure_dir: Path) -> list[Path]:
 
 def write_poison_rate_figure(results_dir: Path | str, figure_dir: Path) -> Path | None:
     """``asr_vs_poison_rate.png`` from the undefended results, when they hold two or more poison
-    rates (one line per model and attack that has several, mean over seeds); untouched if its bytes would not change."""
+    rates (one line per model and attack that has several, mean over seeds)."""
     from benchmark.figures import asr_vs_poison_rate
     from leaderboard.render import load_results
 
@@ -92,13 +89,4 @@ def write_poison_rate_figure(results_dir: Path | str, figure_dir: Path) -> Path 
     for r in undefended:
         rates[(r["dataset"], r["model"], r["attack"])].add(r["poison_rate"])
     undefended = [r for r in undefended if len(rates[(r["dataset"], r["model"], r["attack"])]) > 1]
-    path = figure_dir / "asr_vs_poison_rate.png"
-    with tempfile.TemporaryDirectory() as scratch:
-        drawn = asr_vs_poison_rate(undefended, Path(scratch) / path.name)
-        if drawn is None:
-            return None
-        png = drawn.read_bytes()
-    if not path.is_file() or path.read_bytes() != png:
-        atomic_write_bytes(path, png)
-        log.info("wrote %s", path)
-    return path
+    return asr_vs_poison_rate(undefended, figure_dir / "asr_vs_poison_rate.png")

@@ -53,10 +53,13 @@ class View:
     dataset: str
     model: str
     poison_rate: float
-    seeds: list[int]
     matrices: list[Matrix]
-    results: list[dict] = field(default_factory=list, repr=False)
+    results: list[dict] = field(repr=False)
     """The view's results, which its rankings aggregate."""
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({r["seed"] for r in self.results})
 
     @property
     def title(self) -> str:
@@ -100,7 +103,7 @@ def views(results: list[dict], attack_label: Label, defense_label: Label) -> lis
                 auroc.cells.setdefault(cell, []).append(result["detection_auroc"])
         auroc.columns = sorted({column for _, column in auroc.cells})
         matrices = [m for m in (post_asr, der, auroc) if m.columns]
-        out.append(View(dataset, model, rate, sorted({r["seed"] for r in group}), matrices, group))
+        out.append(View(dataset, model, rate, matrices, group))
     return out
 
 

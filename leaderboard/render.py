@@ -222,8 +222,7 @@ def gpu_section(cpu: list[dict], gpu: list[dict]) -> list[str]:
 
 def hardware_header(results: list[dict]) -> str:
     """``NVIDIA H200, bf16 autocast, channels_last``: the devices and precisions of the results."""
-    return "; ".join(sorted({f"{r.get('hardware', '?')}, {precision_name(str(r.get('device', 'cpu')).split(':')[0])}"
-                             for r in results}))
+    return "; ".join(sorted({f"{r.get('hardware', '?')}, {precision_name(r.get('device', 'cpu'))}" for r in results}))
 
 
 def leaderboard_views(results_dir: str | Path) -> list[matrices.View]:
@@ -357,7 +356,7 @@ def configuration(results: list[dict]) -> str:
         f"- defender's clean budget: {budget}",
         f"- packages: {versions}",
         f"- hardware: {hardware}",
-        f"- precision: {distinct(precision_name(str(r.get('device', 'cpu')).split(':')[0]) for r in results)}",
+        f"- precision: {distinct(precision_name(r.get('device', 'cpu')) for r in results)}",
     ]
     return "\n".join(lines)
 
