@@ -23,9 +23,7 @@ from typing import Any, Callable, ClassVar
 import torch
 
 from attacks.parts import triggers
-from benchmark.datasets import IGNORE_INDEX
-from benchmark.plugin import Plugin
-from benchmark.registry import Registry
+from benchmark.plugin import IGNORE_INDEX, Plugin, Registry
 
 log = logging.getLogger(__name__)
 

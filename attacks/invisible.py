@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from attacks.base import Attack
 from attacks.fine_grained import FineGrained
 from attacks.parts import labels, triggers
-from benchmark.datasets import IGNORE_INDEX
+from benchmark.plugin import IGNORE_INDEX
 
 PATTERN_SEED = 1234
 

@@ -10,6 +10,10 @@ Every subclass is turned into a keyword-only dataclass, so the fields are its co
 ``--attack-param size=4`` is parsed against the annotation, and ``python -m benchmark list``
 can show them. A subclass with a class attribute ``name`` is registered under it; bases
 without one are not.
+
+This module and :mod:`benchmark.toolkit` are the whole harness API a plugin may import
+(``docs/plugins.md``): the bases' building blocks live here (``Plugin``, ``Registry``,
+``BenchmarkError``, ``IGNORE_INDEX``).
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ import types
 import typing
 from typing import Any, ClassVar, Mapping
 
+from benchmark.datasets import IGNORE_INDEX
 from benchmark.errors import BenchmarkError
 from benchmark.registry import Registry
+
+__all__ = ["IGNORE_INDEX", "BenchmarkError", "Plugin", "Registry", "coerce", "parse_key_values"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -97,6 +104,13 @@ class Plugin:
         for f in self.parameters():
             out[f.name] = _json_value(getattr(self, f.name))
         return out
+
+    @classmethod
+    def legacy_params(cls) -> dict[str, Any]:
+        """The legacy value of each :meth:`added` parameter, stored in every result record so
+        that the leaderboard can label older records (which lack the parameter) without
+        importing the plugin."""
+        return {f.name: _json_value(f.metadata["legacy"]) for f in cls.parameters() if "legacy" in f.metadata}
 
     def key_params(self) -> dict[str, Any]:
         """The parameters that identify an artifact or a cell: :meth:`params` less the

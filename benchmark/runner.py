@@ -386,6 +386,7 @@ def compute_cell(spec: RunSpec, data: SegmentationDataset, attack: Attack, defen
         "train_images_per_second": sidecar["train_images_per_second"],
         "defense_seconds": defense_seconds, "eval_seconds": eval_seconds,
         "attack_params": attack.params(), "defense_params": defense.params(),
+        **legacy_records(attack, defense),
         "defense_report": defense.report,
         "device": str(device), "hardware": hardware_description(device),
         "versions": package_versions(), "artifact": sidecar["key"], "cell": key,
@@ -396,6 +397,13 @@ def compute_cell(spec: RunSpec, data: SegmentationDataset, attack: Attack, defen
                       baseline_collateral_asr=baseline.collateral_asr)
     result.update(training_time)
     return json_safe(result)
+
+
+def legacy_records(attack: Attack, defense: Defense) -> dict:
+    """The plugins' legacy parameter values (``Plugin.added``), where they have any: the
+    leaderboard labels records that predate a parameter with them."""
+    records = {"attack_legacy_params": attack.legacy_params(), "defense_legacy_params": defense.legacy_params()}
+    return {key: values for key, values in records.items() if values}
 
 
 def size_label(size: tuple[int, int]) -> int | str:

@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.datasets import IGNORE_INDEX
-from benchmark.engine import autocast, batch_indices, one_cycle, prepare_model, to_input, train
+from benchmark.plugin import IGNORE_INDEX
+from benchmark.toolkit import autocast, batch_indices, one_cycle, prepare_model, to_input, train
 from defenses.training import Flags, PoisonedTrainingSet, TrainingDefense, segment_losses, segment_sums
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ import logging
 import torch
 from torch import nn
 
-from benchmark.errors import BenchmarkError
+from benchmark.plugin import BenchmarkError
 from defenses.base import CleanBudget, ModelRepairDefense
 from defenses.pruning import budget_miou
 from defenses.repair import BATCH_NORMS, pixel_ce, require_encoder_batchnorm

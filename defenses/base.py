@@ -22,10 +22,8 @@ from typing import ClassVar, Iterator
 import torch
 from torch import nn
 
-from benchmark.engine import batch_indices, logits_of, to_input
-from benchmark.metrics import threshold_at_fpr
-from benchmark.plugin import Plugin
-from benchmark.registry import Registry
+from benchmark.toolkit import batch_indices, logits_of, threshold_at_fpr, to_input
+from benchmark.plugin import Plugin, Registry
 
 log = logging.getLogger(__name__)
 

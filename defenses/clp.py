@@ -26,7 +26,7 @@ import logging
 import torch
 from torch import nn
 
-from benchmark.errors import BenchmarkError
+from benchmark.plugin import BenchmarkError
 from defenses.base import CleanBudget, ModelRepairDefense
 from defenses.repair import BATCH_NORMS, require_encoder_batchnorm
 

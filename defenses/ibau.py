@@ -40,7 +40,7 @@ import math
 import torch
 from torch import nn
 
-from benchmark.errors import BenchmarkError
+from benchmark.plugin import BenchmarkError
 from defenses.base import CleanBudget, ModelRepairDefense
 from defenses.pruning import budget_miou
 from defenses.repair import forward, pixel_ce_of, shuffled_batches, train_frozen_bn

@@ -28,9 +28,8 @@ import logging
 import torch
 from torch import nn
 
-from benchmark.datasets import IGNORE_INDEX
-from benchmark.engine import logits_of
-from benchmark.errors import BenchmarkError
+from benchmark.plugin import IGNORE_INDEX, BenchmarkError
+from benchmark.toolkit import logits_of
 from defenses.base import CleanBudget
 from defenses.pixel_detection import PixelDetectionDefense
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.errors import BenchmarkError
+from benchmark.plugin import BenchmarkError
 from defenses.base import CleanBudget, ModelRepairDefense
 from defenses.pruning import budget_miou
 from defenses.repair import pixel_ce_of, stage_features, tune

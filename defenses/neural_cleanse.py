@@ -44,8 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.datasets import IGNORE_INDEX
-from benchmark.errors import BenchmarkError
+from benchmark.plugin import IGNORE_INDEX, BenchmarkError
 from defenses.base import CleanBudget, ModelRepairDefense
 from defenses.pruning import budget_miou
 from defenses.repair import forward, pixel_ce, tune

@@ -27,9 +27,8 @@ import logging
 import torch
 from torch import nn
 
-from benchmark.engine import logits_of, to_input, train_step
-from benchmark.errors import BenchmarkError
-from benchmark.metrics import confusion_matrix, mean_iou
+from benchmark.toolkit import confusion_matrix, logits_of, mean_iou, to_input, train_step
+from benchmark.plugin import BenchmarkError
 from defenses.base import CleanBudget, ModelRepairDefense
 
 log = logging.getLogger(__name__)

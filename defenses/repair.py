@@ -30,9 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.datasets import IGNORE_INDEX
-from benchmark.engine import autocast, batch_indices, to_input
-from benchmark.errors import BenchmarkError
+from benchmark.plugin import IGNORE_INDEX, BenchmarkError
+from benchmark.toolkit import autocast, batch_indices, to_input
 from defenses.base import CleanBudget
 
 log = logging.getLogger(__name__)

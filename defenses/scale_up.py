@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from benchmark.engine import logits_of
+from benchmark.toolkit import logits_of
 from defenses.pixel_detection import PixelDetectionDefense
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.errors import BenchmarkError
+from benchmark.plugin import BenchmarkError
 from defenses.base import CleanBudget, InputFilterDefense, Predictor
 
 OFFSETS = ("random", "center")

@@ -31,9 +31,8 @@ import logging
 import torch
 from torch import nn
 
-from benchmark.engine import logits_of
-from benchmark.errors import BenchmarkError
-from benchmark.plugin import Plugin
+from benchmark.toolkit import logits_of
+from benchmark.plugin import BenchmarkError, Plugin
 from defenses.base import CleanBudget, DetectionDefense
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.engine import logits_of
+from benchmark.toolkit import logits_of
 from defenses.gaussian import GaussianBlur
 from defenses.jpeg import JpegCompression
 from defenses.pixel_detection import PixelDetectionDefense

@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.datasets import IGNORE_INDEX
-from benchmark.engine import TrainConfig, batch_indices, logits_of, to_input
+from benchmark.plugin import IGNORE_INDEX
+from benchmark.toolkit import TrainConfig, batch_indices, logits_of, to_input
 from defenses.base import Defense
 
 

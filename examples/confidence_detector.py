@@ -9,7 +9,7 @@ over pixels of the max softmax probability.
 import torch
 from torch import nn
 
-from benchmark.engine import logits_of
+from benchmark.toolkit import logits_of
 from defenses import DetectionDefense
 
 

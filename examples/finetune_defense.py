@@ -10,7 +10,7 @@ import copy
 import torch
 from torch import nn
 
-from benchmark.engine import train_step
+from benchmark.toolkit import train_step
 from defenses import CleanBudget, ModelRepairDefense
 
 

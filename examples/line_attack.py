@@ -7,7 +7,7 @@ Run it with ``--plugin examples/line_attack.py --attack line_all_to_all``.
 
 from attacks import Attack
 from attacks.parts import labels, triggers
-from benchmark.datasets import IGNORE_INDEX
+from benchmark.plugin import IGNORE_INDEX
 
 
 class LineAllToAll(Attack):

@@ -265,9 +265,10 @@ def export_csv(results_dir: str | Path, output: str | Path | None) -> None:
 def variant_labeller(results: list[dict], name_key: str, params_key: str) -> Callable[[dict], str]:
     """A labeller that names a plugin and, when one name was run with several parameter sets,
     the parameters that differ (``fine_grained (victim=person)``), so variants are separate rows."""
+    legacy = legacy_values(results, name_key, params_key)
     variants: dict[str, list[dict]] = defaultdict(list)
     for result in results:
-        variants[result[name_key]].append(_params(result, params_key))
+        variants[result[name_key]].append(_params(result, params_key, legacy))
     differing = {
         name: [key for key in sorted({k for p in params for k in p})
                if len({json.dumps(p.get(key), sort_keys=True) for p in params}) > 1]
@@ -278,7 +279,7 @@ def variant_labeller(results: list[dict], name_key: str, params_key: str) -> Cal
         keys = differing[result[name_key]]
         if not keys:
             return result[name_key]
-        params = _params(result, params_key)
+        params = _params(result, params_key, legacy)
         return f"{result[name_key]} ({', '.join(f'{k}={_param_text(params.get(k))}' for k in keys)})"
 
     return label
@@ -416,27 +417,21 @@ def _rate(result: dict) -> float:
     return -1.0 if rate is None else float(rate)
 
 
-def _params(result: dict, key: str) -> dict:
+def _params(result: dict, key: str, legacy: dict[str, dict]) -> dict:
     # the poison rate has its own column, so it never makes an attack variant
     params = {k: v for k, v in (result.get(key) or {}).items() if k != "poison_rate"}
-    return {**legacy_params(result[key.removesuffix("_params")], key), **params}
+    return {**legacy.get(result[key.removesuffix("_params")], {}), **params}
 
 
-def legacy_params(name: str, key: str) -> dict:
-    """The legacy values of parameters added to plugin ``name`` after results were stored
-    (``Plugin.added``): a result written before a parameter existed ran with its legacy value,
-    so it labels the same as a newer result that holds that value explicitly."""
-    from attacks import Attack
-    from defenses import Defense
-
-    registry = Attack.registry if key == "attack_params" else Defense.registry
-    if name not in registry:
-        return {}
-    return {f.name: _json_param(f.metadata["legacy"]) for f in registry.get(name).parameters() if "legacy" in f.metadata}
-
-
-def _json_param(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+def legacy_values(results: list[dict], name_key: str, params_key: str) -> dict[str, dict]:
+    """Per plugin name, the legacy values of parameters added after results were stored
+    (``Plugin.added``), as newer records carry them (``attack_legacy_params``): a result written
+    before a parameter existed ran with its legacy value, so it labels the same as a newer
+    result that holds that value explicitly."""
+    legacy: dict[str, dict] = defaultdict(dict)
+    for result in results:
+        legacy[result[name_key]].update(result.get(params_key.replace("_params", "_legacy_params")) or {})
+    return legacy
 
 
 def _param_text(value: Any) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from attacks.parts import draws
-from benchmark.datasets import IGNORE_INDEX
+from benchmark.plugin import IGNORE_INDEX
 
 
 def victims_to_target(masks: torch.Tensor, victims: torch.Tensor, target: int) -> torch.Tensor:

@@ -171,7 +171,8 @@ def test_collateral_columns_and_zoo_note_only_when_a_result_needs_them(tmp_path,
 def test_a_row_that_predates_an_added_parameter_is_labelled_with_its_legacy_value(results_dir: Path, fake_result):
     text = render_leaderboard(results_dir)
     assert table_row(text, "unet", "fine_grained", "10%", "strip")  # alone, the old strip row keeps its label
-    newer = fake_result("c5", defense="strip", defense_params={"fpr": 0.05, "blend": "sum", "direction": "low"})
+    newer = fake_result("c5", defense="strip", defense_params={"fpr": 0.05, "blend": "sum", "direction": "low"},
+                        defense_legacy_params={"blend": "convex", "direction": "low"})
     (results_dir / "c5.json").write_text(json.dumps(newer))
     text = render_leaderboard(results_dir)
     assert table_row(text, "unet", "fine_grained", "10%", "strip (blend=convex)")
