@@ -95,9 +95,14 @@ class Attack(Plugin):
 
     def apply_trigger(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
         """Stamp the patch trigger on ``[B,3,H,W]`` float images in [0,1] (masks unused)."""
+        height, width = images.shape[-2:]
         if self.trigger_pattern == "top_line":
-            return triggers.top_line(images, min(self.trigger_size, images.shape[-2]), self.trigger_alpha)
-        size = min(self.trigger_size, images.shape[-2], images.shape[-1])
+            if self.trigger_size > height:
+                raise ValueError(f"trigger_size {self.trigger_size} is more rows than the {height}x{width} image has")
+            return triggers.top_line(images, self.trigger_size, self.trigger_alpha)
+        size = self.trigger_size
+        if size > min(height, width):  # a clamped trigger would be another attack than the one asked for
+            raise ValueError(f"trigger_size {size} is larger than the {height}x{width} image")
         pattern = self.trigger_patch(size, images.device, images.dtype)
         top, left = self.trigger_origin(images.shape[-2], images.shape[-1], size)
         out = images.clone()

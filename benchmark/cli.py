@@ -1,4 +1,4 @@
-"""``python -m benchmark {run,list,leaderboard,export}``.
+"""The command line: ``python -m benchmark {run,list,leaderboard,export}``.
 
 Logs and progress bars go to stderr; results (a table, or ``--json`` lines) to stdout. Any
 failure is one line on stderr, never a traceback (``--debug`` prints it): exit status 2 for bad
@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -111,11 +112,17 @@ def add_common_flags(parser: argparse.ArgumentParser, default: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark",
+        description="Backdoor attacks and defenses on semantic segmentation models: train, attack, defend, "
+                    "evaluate, and render the leaderboard. Every option is documented in docs/cli.md.")
     add_common_flags(parser, False)
     commands = parser.add_subparsers(dest="command", required=True)
     add_run_parser(commands)
     listing = commands.add_parser("list", help="list attacks, defenses, models and datasets with their parameters")
+    listing.add_argument("kind", nargs="?", metavar="KIND", help="attacks, defenses, models or datasets (default: all)")
+    listing.add_argument("--name", metavar="TEXT", help="only the entries whose name contains TEXT")
+    listing.add_argument("--json", action="store_true", help="print a JSON list of the entries instead of a table")
     listing.add_argument("--plugin", action="append", metavar="MODULE_OR_FILE", help="import a plugin first (repeatable)")
     board = commands.add_parser("leaderboard", help="render the leaderboard (Markdown or an HTML page) from result files")
     board.add_argument("--results", default="runs/results", metavar="DIR", help="folder of result JSON files (default runs/results)")
@@ -136,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_settings(args: argparse.Namespace) -> dict[str, Any]:
     """TOML settings (if --config) overridden by the flags given on the command line."""
-    from benchmark.grid import CONFIG_KEYS, read_config
+    from benchmark.grid import CONFIG_KEYS, plugin_paths, read_config
 
     settings: dict[str, Any] = read_config(args.config) if args.config else {}
     for key in CONFIG_KEYS - {"attack_params", "defense_params", "plugins"}:  # each has its flag
@@ -147,13 +154,14 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
         given = parse_key_values(getattr(args, key), flag)
         if given:
             settings.setdefault(f"{key}s", {}).update(given)
-    settings["plugins"] = list(settings.get("plugins", [])) + list(args.plugin or [])
+    settings["plugins"] = plugin_paths(settings.get("plugins", [])) + list(args.plugin or [])
     return settings
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from benchmark import distributed, runner
+    from benchmark import artifacts, distributed, follower
     from benchmark.executor import make_executor
+    from benchmark.spec import figures_folder
     from benchmark.grid import build_grid
     from benchmark.plugins import load_plugins
 
@@ -163,12 +171,12 @@ def command_run(args: argparse.Namespace) -> int:
     distributed.start(settings.get("device", "auto"))
     cells = build_grid(settings).cells()
     if distributed.is_follower():  # torchrun ranks other than 0 only join rank 0's trainings
-        distributed.follow()
+        follower.follow()
         return 0
     log.info("%d cell(s) to run", len(cells))
     start = time.perf_counter()
     results = []
-    before = dataclasses.replace(runner.counters)
+    before = dataclasses.replace(artifacts.counters)
     for spec, result in execute(cells):
         if args.figures:
             from benchmark.figures import cell_figure
@@ -180,10 +188,11 @@ def command_run(args: argparse.Namespace) -> int:
     if args.figures:
         from benchmark.figures import asr_vs_poison_rate
 
-        asr_vs_poison_rate(results, runner.figures_folder(cells[0]) / "asr_vs_poison_rate.png")
-    log.info("done in %.1fs: trained %d model(s), reused %d cached model(s)",
-             time.perf_counter() - start, runner.counters.trained - before.trained,
-             runner.counters.reused - before.reused)
+        asr_vs_poison_rate(results, figures_folder(cells[0]) / "asr_vs_poison_rate.png")
+    log.info("done in %.1fs: %d cell(s) computed, %d reused finished; trained %d model(s), reused %d cached",
+             time.perf_counter() - start, len(results) - (artifacts.counters.finished_cells - before.finished_cells),
+             artifacts.counters.finished_cells - before.finished_cells,
+             artifacts.counters.trained - before.trained, artifacts.counters.reused - before.reused)
     if not args.json:
         print(format_table(results))
     return 0
@@ -202,6 +211,9 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+LIST_KINDS = ("attacks", "defenses", "models", "datasets")
+
+
 def command_list(args: argparse.Namespace) -> int:
     import models
     from attacks import Attack
@@ -210,20 +222,64 @@ def command_list(args: argparse.Namespace) -> int:
     from defenses import Defense
 
     load_plugins(args.plugin or [])
-    rows = []
-    for registry in (Attack.registry, Defense.registry):
-        for name, cls in registry.items():
-            kind = registry.kind if registry is Attack.registry else _defense_kind(cls)
-            params = ", ".join(f"{f.name}={_default(f)}" for f in cls.parameters())
-            axes = " | ".join(cls.axis_choices().values()) if registry is Attack.registry else ""
-            rows.append([kind, name, cls.summary(), params or "-", axes])
-    for name, entry in models.registry.items():
-        rows.append(["model", name, entry.summary(), f"{entry.parameters()}; sizes: {entry.sizes()}", ""])
-    for name, builder in datasets.registry.items():
-        rows.append(["dataset", name, (builder.__doc__ or "").strip().split("\n")[0], "-", ""])
-    print(tabulate(rows, headers=["kind", "name", "description", "parameters (defaults)",
-                                  "attack axes: trigger | placement | label rule | selection"], tablefmt="simple"))
+    wanted = list_kind(args.kind)
+    entries = []  # kind, name, description, parameters, axes
+    if wanted in (None, "attacks"):
+        for name, cls in Attack.registry.items():
+            entries.append(("attack", name, cls.summary(), {f.name: _default(f) for f in cls.parameters()},
+                            " | ".join(cls.axis_choices().values())))
+    if wanted in (None, "defenses"):
+        for name, cls in Defense.registry.items():
+            entries.append((_defense_kind(cls), name, cls.summary(), {f.name: _default(f) for f in cls.parameters()}, ""))
+    if wanted in (None, "models"):
+        for name, entry in models.registry.items():
+            entries.append(("model", name, entry.summary(), f"{entry.parameters()}; sizes: {entry.sizes()}", ""))
+    if wanted in (None, "datasets"):
+        for name, builder in datasets.registry.items():
+            entries.append(("dataset", name, (builder.__doc__ or "").strip().split("\n")[0], {}, ""))
+    entries = [e for e in entries if args.name is None or args.name in e[1]]
+    if not entries:
+        raise BenchmarkError(f"nothing registered matches {args.name!r}" + (f" among the {wanted}" if wanted else ""))
+    if args.json:
+        keys = ("kind", "name", "description", "parameters", "axes")
+        print(json.dumps([dict(zip(keys, entry)) for entry in entries], indent=2))
+        return 0
+    headers = ["kind", "name", "description", "parameters (defaults)"]
+    rows = [[kind, name, text, _params_text(params)] for kind, name, text, params, _ in entries]
+    if any(axes for *_, axes in entries):
+        headers.append("attack axes: trigger | placement | label rule | selection")
+        rows = [row + [axes] for row, (*_, axes) in zip(rows, entries)]
+    widths = column_widths(rows, headers)
+    print(tabulate(rows, headers=headers, tablefmt="simple", maxcolwidths=widths, maxheadercolwidths=widths))
     return 0
+
+
+def list_kind(kind: str | None) -> str | None:
+    """``attacks`` (or ``attack``) ... ``datasets``; None lists every kind."""
+    if kind is None:
+        return None
+    plural = kind if kind.endswith("s") else kind + "s"
+    if plural not in LIST_KINDS:
+        raise BenchmarkError(f"list: unknown kind {kind!r}; known: {', '.join(LIST_KINDS)}")
+    return plural
+
+
+def _params_text(params: dict | str) -> str:
+    if isinstance(params, str):
+        return params
+    return ", ".join(f"{k}={v}" for k, v in params.items()) or "-"
+
+
+def column_widths(rows: list[list[str]], headers: list[str]) -> list[int | None] | None:
+    """On a terminal, the widths that wrap the text columns to fit it; elsewhere (a pipe, a file)
+    None: one line per entry, for grep."""
+    if not sys.stdout.isatty():
+        return None
+    width = shutil.get_terminal_size().columns
+    fixed = [max(len(str(row[i])) for row in rows + [headers]) for i in range(2)]  # kind and name stay whole
+    free = max(20 * (len(headers) - 2), width - sum(fixed) - 2 * len(headers))
+    share = [3, 4, 3][:len(headers) - 2]
+    return fixed + [max(20, free * part // sum(share)) for part in share]
 
 
 def _defense_kind(cls: type) -> str:

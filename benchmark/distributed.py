@@ -2,8 +2,8 @@
 
 ``torchrun --nproc-per-node N -m benchmark run ...`` starts N copies of the command. Rank 0
 runs the grid as a single process would: it alone reads and writes the store, evaluates and
-fits defenses. The other ranks only join rank 0's trainings. When rank 0 must train a model
-that is not in the store it announces it (the cell's spec) on a gloo control group; every rank
+fits defenses. The other ranks only join rank 0's trainings (:mod:`benchmark.follower`). When
+rank 0 must train a model that is not in the store it announces it (the cell's spec) on a gloo control group; every rank
 then builds the model the same way and trains it under DistributedDataParallel (nccl on CUDA,
 gloo on CPU), each rank on its shard of every epoch's order with ``batch_size / N`` images a
 step, so a step sees the same global batch as a single process. While rank 0 reuses a cached
@@ -40,7 +40,6 @@ CONTROL_TIMEOUT = datetime.timedelta(days=7)
 between two trainings can take hours)."""
 
 _control: dist.ProcessGroup | None = None
-_sharing = False  # inside a training every rank takes part in
 
 
 def launched() -> bool:
@@ -78,35 +77,26 @@ def is_follower() -> bool:
 
 
 @contextlib.contextmanager
-def shared_training(spec: Any, attacked: bool) -> Iterator[None]:
+def shared_training(spec: Any, attacked: bool) -> Iterator["RankShare | None"]:
     """On rank 0 of a torchrun group: announce the training of ``spec``'s model (the attacked
-    one, or the clean baseline) so every rank trains it in the block; elsewhere nothing."""
+    one, or the clean baseline) so every rank trains it in the block, and give the block this
+    rank's share of it (None in a single process: the whole training)."""
     if world_size() == 1:
-        yield
+        yield None
         return
     dist.broadcast_object_list([(spec, attacked)], src=0, group=_control)
-    with _every_rank_trains():
-        yield
+    yield RankShare()
 
 
-def follow() -> None:
-    """On the other ranks: train each model rank 0 announces, until it announces the end."""
-    from benchmark import runner  # the runner and the engine import this module
-    from benchmark.engine import resolve_device, seed_everything
-
-    while True:
-        message: list[Any] = [None]
-        dist.broadcast_object_list(message, src=0, group=_control)
-        if message[0] is None:
-            break
-        spec, attacked = message[0]
-        data = runner.load_dataset(spec)
-        attack = runner.make_attack(spec, data) if attacked else None
-        seed_everything(spec.seed)  # as rank 0 builds it (DistributedDataParallel then copies rank 0's weights)
-        model = runner.build_model(spec, data.num_classes, data.image_size)
-        with _every_rank_trains():
-            runner.train_model(spec, data, attack, resolve_device(spec.device), model)
-    dist.destroy_process_group()
+def next_training() -> tuple[Any, bool] | None:
+    """On the other ranks: the ``(spec, attacked)`` of rank 0's next training, or None at the
+    end of the grid (then this rank leaves the process group)."""
+    message: list[Any] = [None]
+    dist.broadcast_object_list(message, src=0, group=_control)
+    if message[0] is None:
+        dist.destroy_process_group()
+        return None
+    return message[0]
 
 
 def finish() -> None:
@@ -117,39 +107,24 @@ def finish() -> None:
     dist.destroy_process_group()
 
 
-@contextlib.contextmanager
-def _every_rank_trains() -> Iterator[None]:
-    global _sharing
-    _sharing = True
-    try:
-        yield
-    finally:
-        _sharing = False
+class RankShare:
+    """This rank's share of a training every rank takes part in: the engine's parallel seam
+    (``benchmark.engine.Parallel``)."""
 
+    def shard(self, orders: torch.Tensor) -> torch.Tensor:
+        """This rank's part of each epoch's order ``[epochs, n]``: every ``world``-th image
+        from its rank on, the uneven tail left out."""
+        usable = orders.shape[1] // world_size() * world_size()
+        return orders[:, rank():usable:world_size()]
 
-def shard(orders: torch.Tensor) -> torch.Tensor:
-    """This rank's part of each epoch's order ``[epochs, n]``: every ``world``-th image from
-    its rank on, the uneven tail left out (the whole order outside a shared training)."""
-    if not _sharing:
-        return orders
-    usable = orders.shape[1] // world_size() * world_size()
-    return orders[:, rank():usable:world_size()]
+    def batch_size(self, batch_size: int) -> int:
+        """Images per step on this rank: the global batch split over the ranks."""
+        if batch_size < world_size():
+            raise BenchmarkError(f"--batch-size {batch_size} cannot be split over {world_size()} torchrun processes")
+        return batch_size // world_size()
 
-
-def rank_batch_size(batch_size: int) -> int:
-    """Images per step on this rank: the global batch split over the ranks."""
-    if not _sharing:
-        return batch_size
-    if batch_size < world_size():
-        raise BenchmarkError(f"--batch-size {batch_size} cannot be split over {world_size()} torchrun processes")
-    return batch_size // world_size()
-
-
-def wrap(model: nn.Module, device: torch.device) -> nn.Module:
-    """The module a training step calls: DistributedDataParallel in a shared training (it
-    averages the gradients over the ranks), the model itself otherwise."""
-    if not _sharing:
-        return model
-    # static_graph: zoo encoders hold stages the decoder never uses, always the same ones
-    return DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None,
-                                   static_graph=True)
+    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
+        """DistributedDataParallel, which averages the gradients over the ranks."""
+        # static_graph: zoo encoders hold stages the decoder never uses, always the same ones
+        return DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None,
+                                       static_graph=True)

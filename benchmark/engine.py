@@ -15,18 +15,16 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
-
-from benchmark import distributed
 from benchmark.augment import RandomCrops
 from benchmark.datasets import IGNORE_INDEX
 from benchmark.errors import BenchmarkError
+from benchmark.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +74,15 @@ class TrainConfig:
 
     def key(self) -> dict[str, Any]:
         """What determines the trained weights (part of every artifact key). The fields added
-        after the first artifacts are left out at their defaults, so those keys stay valid."""
+        after the first artifacts are left out at their defaults, so those keys stay valid, and
+        so is a setting that cannot act (``momentum`` without SGD); ``aux_weight`` is dropped by
+        the artifact key of a model without an auxiliary head."""
         key = asdict(self)
         del key["compile"]
+        if self.optimizer != "sgd":  # AdamW has no momentum setting: the same model whatever it holds
+            del key["momentum"]
         for name in ADDED_FIELDS:
-            if key[name] == TrainConfig.__dataclass_fields__[name].default:
+            if name in key and key[name] == TrainConfig.__dataclass_fields__[name].default:
                 del key[name]
         return key
 
@@ -135,28 +137,45 @@ def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
     return (images_uint8.float() / 255.0).contiguous(memory_format=torch.channels_last)
 
 
+class Parallel(Protocol):
+    """How a training is shared between processes (``benchmark.distributed.RankShare`` under
+    torchrun); ``train`` is handed one, so the engine knows nothing of process groups."""
+
+    def shard(self, orders: torch.Tensor) -> torch.Tensor:
+        """This process's part of each epoch's order ``[epochs, n]``."""
+
+    def batch_size(self, batch_size: int) -> int:
+        """This process's images per step for a global batch of ``batch_size``."""
+
+    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
+        """The module a training step calls (one that averages gradients over the processes)."""
+
+
 BatchTransform = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 """``(uint8 images, int64 masks, index) -> (images, masks)`` on the device, per training batch."""
 
 
 def train(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, config: TrainConfig,
           device: torch.device, seed: int, desc: str = "train", transform: BatchTransform | None = None,
-          stream: bool = False, workers: int = 0) -> TrainStats:
+          stream: bool = False, workers: int = 0, parallel: Parallel | None = None) -> TrainStats:
     """Train ``model`` in place on uint8 ``images`` and integer ``masks``.
 
     ``transform`` rewrites each batch on the device (the runner swaps in poisoned rows there);
     with ``config.crop_size`` the transformed batch is then randomly scaled, cropped and flipped
     (:mod:`benchmark.augment`), so the poisoned pixels travel with the crop.
     ``stream`` keeps the data on the host and reads batches with ``workers`` processes.
+    ``parallel`` shares the training with other processes (None: this process trains alone).
     """
     model = prepare_model(model, device)
-    step_model = distributed.wrap(model, device)  # DistributedDataParallel under torchrun
+    step_model = parallel.wrap(model, device) if parallel is not None else model
     if not stream:
         images, masks = images.to(device), masks.to(device)
     n = images.shape[0]
     shuffle = torch.Generator().manual_seed(seed)
-    orders = distributed.shard(torch.stack([torch.randperm(n, generator=shuffle) for _ in range(config.epochs)]))
-    batch_size = distributed.rank_batch_size(config.batch_size)
+    orders = torch.stack([torch.randperm(n, generator=shuffle) for _ in range(config.epochs)])
+    batch_size = config.batch_size
+    if parallel is not None:
+        orders, batch_size = parallel.shard(orders), parallel.batch_size(batch_size)
     steps_per_epoch = len(batch_indices(orders[0], batch_size))
     total_steps = config.epochs * steps_per_epoch
     optimizer, schedule = make_optimizer(model, config, total_steps)
@@ -173,9 +192,9 @@ def train(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, config: T
     model.train()
     loss_value = math.nan
     start = time.perf_counter()
-    with tqdm(total=total_steps, desc=desc, unit="step", leave=False,
-              disable=None) as bar:
+    with Progress(total_steps, desc, "step", items_per_step=batch_size) as bar:
         for epoch in range(config.epochs):
+            bar.note(epoch=f"{epoch + 1}/{config.epochs}")
             loss_sum = torch.zeros((), device=device)
             for step, (batch_images, batch_masks, index) in enumerate(itertools.islice(batches, steps_per_epoch)):
                 batch_masks = batch_masks.long()
@@ -193,7 +212,7 @@ def train(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, config: T
                 raise BenchmarkError(
                     f"{desc}: loss became {loss_value} in epoch {epoch + 1}; lower --lr "
                     f"(now {config.lr}) or check the data")
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss_value:.3f}")
+            bar.note(loss=f"{loss_value:.3f}")
     seconds = time.perf_counter() - start
     log.info("%s: %d epochs in %.1fs (%.0f images/s), final loss %.3f",
              desc, config.epochs, seconds, config.epochs * n / seconds, loss_value)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator
 
-from tqdm import tqdm
-
 from benchmark import distributed, runner
 from benchmark.errors import BenchmarkError
-from benchmark.runner import RunSpec
+from benchmark.progress import Progress
+from benchmark.ray_executor import RayExecutor
+from benchmark.spec import RunSpec
 
 Executor = Callable[[list[RunSpec]], Iterator[tuple[RunSpec, dict]]]
 """Cells -> (cell, result record) for every cell, in order."""
@@ -37,8 +37,6 @@ def make_executor(settings: dict[str, Any]) -> Executor:
         if distributed.launched():
             raise BenchmarkError("--executor ray cannot run under torchrun: torchrun trains one model on several GPUs, "
                                  "Ray spreads a grid's models over them")
-        from benchmark.ray_executor import RayExecutor
-
         try:
             gpus = 1.0 if gpus_per_task is None else float(gpus_per_task)
             cpus = None if cpus_per_task is None else int(cpus_per_task)
@@ -51,6 +49,8 @@ def make_executor(settings: dict[str, Any]) -> Executor:
 
 def run_local(cells: list[RunSpec]) -> Iterator[tuple[RunSpec, dict]]:
     """One cell after another in this process (rank 0 under torchrun)."""
-    for spec in tqdm(cells, desc="cells", unit="cell", disable=None if len(cells) > 1 else True):
-        yield spec, runner.run(spec)
+    with Progress(len(cells), "cells", "cell", disable=None if len(cells) > 1 else True) as bar:
+        for spec in cells:
+            yield spec, runner.run(spec)
+            bar.update()
     distributed.finish()

@@ -1,7 +1,7 @@
 """PNG figures: one strip per cell (what the trigger does, before and after the defense) and
 ASR against poison rate over a grid.
 
-Figures are written atomically beside the results folder (``runner.figures_folder``) with a fixed size and dpi, so the
+Figures are written atomically beside the results folder (``spec.figures_folder``) with a fixed size and dpi, so the
 leaderboard can link them (see ``leaderboard.render``) and reruns give the same files.
 """
 
@@ -22,11 +22,13 @@ import torch  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from attacks import Attack  # noqa: E402
-from benchmark import runner  # noqa: E402
+from benchmark import artifacts, datasets, poisoning  # noqa: E402
 from benchmark.datasets import IGNORE_INDEX, Split  # noqa: E402
 from benchmark.engine import resolve_device, seed_everything, to_input  # noqa: E402
 from benchmark.poisoning import CHUNK  # noqa: E402
+from benchmark.spec import RunSpec, figures_folder  # noqa: E402
 from benchmark.store import write_if_changed  # noqa: E402
+from defenses import Defense  # noqa: E402
 from defenses.base import ModelPredictor  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -37,20 +39,20 @@ IGNORE_COLOUR = (0.0, 0.0, 0.0)
 PALETTE = plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2]
 
 
-def cell_figure(spec: runner.RunSpec, result: dict) -> Path:
+def cell_figure(spec: RunSpec, result: dict) -> Path:
     """Draw the strip of one finished cell to ``<figures folder>/<cell>.png`` and return the path.
 
     Panels, for the first test image with a non-empty attack region: clean image, ground truth,
     the attacked model's prediction on it, the triggered image, the attacked model's
     prediction on that, and the defended predictor's prediction on the triggered image.
     """
-    path = runner.figures_folder(spec) / f"{result['cell']}.png"
+    path = figures_folder(spec) / f"{result['cell']}.png"
     if path.is_file():  # a finished cell's figure is never redrawn
         return path
     device = resolve_device(spec.device)
-    data = runner.load_dataset(spec)
-    attack = runner.make_attack(spec, data)
-    model, _ = runner.trained_model(spec, data, attack, device)
+    data = datasets.load(spec.dataset, spec.workdir)
+    attack = poisoning.make_attack(spec, data)
+    model, _ = artifacts.trained_model(spec, data, attack, device)
     index = first_attacked_image(data.test, attack)
     image = to_input(data.test.images[index:index + 1].to(device))
     masks = data.test.masks[index:index + 1].to(device).long()
@@ -61,7 +63,8 @@ def cell_figure(spec: runner.RunSpec, result: dict) -> Path:
     clean_pred = attacked.predict(image)[0]
     triggered_pred = attacked.predict(triggered)[0]
     seed_everything(spec.seed)
-    predictor = runner.make_defense(spec).fit(model, runner.clean_budget(spec, data, attack, device))
+    defense = Defense.registry.get(spec.defense).create(spec.defense_params)
+    predictor = defense.fit(model, poisoning.clean_budget(spec, data, attack, device))
     defended_pred, rejected = predictor.predict(triggered)
 
     defended_title = f"{result['defense']} on triggered" + (" (rejected)" if bool(rejected[0]) else "")

@@ -18,7 +18,7 @@ from attacks import Attack
 from benchmark.datasets import DatasetConfig
 from benchmark.engine import TrainConfig
 from benchmark.errors import BenchmarkError
-from benchmark.runner import RunSpec
+from benchmark.spec import RunSpec
 from defenses import Defense
 
 
@@ -95,7 +95,7 @@ TEXT_KEYS = {"dataset", "data_root", "resize", "loading", "device", "workdir", "
 TABLE_KEYS = {"attack_params", "defense_params"}
 SIZE_KEYS = {"image_size", "crop_size"}
 FLAG_KEYS = {"compile"}
-# model, attack, defense, poison_rate, seed take a value or a list (checked where they are split); plugins a list
+# model, attack, defense, poison_rate, seed take a value or a list (checked where they are split); plugins: plugin_paths
 
 
 def check_types(settings: dict[str, Any]) -> None:
@@ -107,10 +107,18 @@ def check_types(settings: dict[str, Any]) -> None:
                     else "a string" if key in TEXT_KEYS and not isinstance(value, str)
                     else "a table" if key in TABLE_KEYS and not isinstance(value, dict)
                     else "true or false" if key in FLAG_KEYS and not isinstance(value, bool)
-                    else "a list" if key == "plugins" and not isinstance(value, list)
                     else None)
         if expected is not None:
             raise BenchmarkError(f"setting {key} (--{key.replace('_', '-')}) must be {expected}, got {value!r}")
+
+
+def plugin_paths(value: Any) -> list[str]:
+    """The ``plugins`` setting: one module or file, or a list of them."""
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or any(not isinstance(item, str) for item in value):
+        raise BenchmarkError(f"setting plugins must be a module or file name, or a list of them, got {value!r}")
+    return list(value)
 
 
 def parse_size(value: Any, key: str) -> tuple[int, int]:

@@ -13,7 +13,7 @@ without one are not.
 
 This module and :mod:`benchmark.toolkit` are the whole harness API a plugin may import
 (``docs/plugins.md``): the bases' building blocks live here (``Plugin``, ``Registry``,
-``BenchmarkError``, ``IGNORE_INDEX``).
+``BenchmarkError``, ``NotApplicable``, ``IGNORE_INDEX``).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ import typing
 from typing import Any, ClassVar, Mapping
 
 from benchmark.datasets import IGNORE_INDEX
-from benchmark.errors import BenchmarkError
+from benchmark.errors import BenchmarkError, NotApplicable
 from benchmark.registry import Registry
 
-__all__ = ["IGNORE_INDEX", "BenchmarkError", "Plugin", "Registry", "coerce", "parse_key_values"]
+__all__ = ["IGNORE_INDEX", "BenchmarkError", "NotApplicable", "Plugin", "Registry", "coerce", "parse_key_values"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

@@ -1,4 +1,5 @@
-"""Building the poisoned training set and the defender's clean budget, batched on the device.
+"""The attack's side of a cell: building the attack, the poisoned training set and the
+defender's clean budget, batched on the device.
 
 The poisoned set is never a full copy of the training split: the poisoned rows (triggered
 images and relabelled masks, computed once) are swapped into each training batch on the
@@ -18,6 +19,8 @@ from attacks import Attack
 from benchmark.datasets import SegmentationDataset, Split
 from benchmark.engine import to_input
 from benchmark.errors import BenchmarkError
+from benchmark.spec import RunSpec
+from defenses import CleanBudget
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,30 @@ poison any image poisoned exactly the first batches of epoch one."""
 WARN_ONLY_WHEN_NONE_ELIGIBLE = {"fine_grained", "image_level"}
 """The seed attacks keep their first behaviour when no image is eligible (a warning, and a model
 trained on clean data): stored results and tests rely on it. Every other attack stops with one line."""
+
+
+def make_attack(spec: RunSpec, data: SegmentationDataset) -> Attack:
+    """The attack of ``spec`` (the dataset's suggested parameters, overridden by the user's),
+    checked on a few training images so that a bad parameter fails now with one line, not
+    after the clean model has trained."""
+    attack_class = Attack.registry.get(spec.attack)
+    fields = {f.name for f in attack_class.parameters()}
+    suggested = data.attack_defaults if attack_class.dataset_defaults else {}
+    params = {k: v for k, v in suggested.items() if k in fields} | spec.attack_params
+    if spec.poison_rate is not None:
+        if "poison_rate" in params and float(params["poison_rate"]) != spec.poison_rate:
+            raise BenchmarkError("poison rate given twice (--poison-rate and --attack-param poison_rate)")
+        params["poison_rate"] = spec.poison_rate
+    attack = attack_class.create(params, class_names=data.class_names)
+    check_instances(attack, data)
+    images, masks = data.train.images[:2].float() / 255, data.train.masks[:2].long()
+    scene = scene_of(attack, data.train.instances, slice(0, 2))
+    try:
+        attack.trigger(images, masks, **scene), attack.poison_label(masks, **scene)
+        attack.attack_region(masks, **scene), attack.eligible(masks, **scene)
+    except (ValueError, KeyError, IndexError) as error:
+        raise BenchmarkError(f"attack {spec.attack}: {error}") from error
+    return attack
 
 
 def check_instances(attack: Attack, data: SegmentationDataset) -> None:
@@ -121,3 +148,11 @@ def select_budget(num_train: int, poisoned: torch.Tensor, fraction: float, seed:
     candidates = clean.nonzero().flatten()
     wanted = max(2, round(fraction * num_train))
     return candidates[draw_order(len(candidates), seed, BUDGET_STREAM)[:wanted]].sort().values
+
+
+def clean_budget(spec: RunSpec, data: SegmentationDataset, attack: Attack, device: torch.device) -> CleanBudget:
+    """The defender's budget: copies of clean training images that were not poisoned."""
+    poisoned = select_poison(attack, data.train.masks, spec.seed, data.train.instances)
+    index = select_budget(len(data.train), poisoned, spec.clean_fraction, spec.seed + 1)
+    return CleanBudget(data.train.images[index].clone(), data.train.masks[index].long(),
+                       data.class_names, device, spec.train.batch_size)

@@ -28,9 +28,9 @@ from typing import Any, Iterator
 import torch
 from tqdm import tqdm
 
-from benchmark import runner, tasks
+from benchmark import artifacts, runner, tasks
 from benchmark.errors import BenchmarkError
-from benchmark.runner import RunSpec
+from benchmark.spec import RunSpec, results_folder
 from benchmark.store import artifact_damage, atomic_write_bytes, read_json
 
 log = logging.getLogger(__name__)
@@ -79,11 +79,11 @@ class RayExecutor:
         results: dict[int, dict] = {}
 
         def model_files(spec: RunSpec, attack: Any) -> Any:
-            path = runner.model_path(spec, attack)
+            path = artifacts.model_path(spec, attack)
             if path not in models:
                 stored = intact_model(path, Path(spec.workdir))
                 if stored is not None:
-                    runner.counters.reused += 1
+                    artifacts.counters.reused += 1
                     models[path] = ray.put(stored)
                 else:
                     models[path] = train.remote(spec, attack is not None, self.plugins, threads)
@@ -96,7 +96,7 @@ class RayExecutor:
             if finished is not None:
                 results[index] = finished
                 continue
-            evaluations = stored_files(Path(spec.workdir), [runner.evaluation_path(spec, trained_with, attack)
+            evaluations = stored_files(Path(spec.workdir), [artifacts.evaluation_path(spec, trained_with, attack)
                                                             for trained_with in (None, attack)])
             task = compute.remote(spec, self.plugins, threads, model_files(spec, None), model_files(spec, attack),
                                   evaluations)
@@ -120,7 +120,7 @@ class RayExecutor:
                     files = task_output(ray, task)
                     if kind == "model":
                         write_files(spec, files, overwrite=True)
-                        runner.counters.trained += 1
+                        artifacts.counters.trained += 1
                         log.info("ray: trained %s", where.name)
                     else:
                         write_files(spec, files, overwrite=False)
@@ -223,7 +223,7 @@ def write_files(spec: RunSpec, files: tasks.Files, overwrite: bool) -> None:
     them complete, results last; ``overwrite`` False keeps files already there."""
     for name in sorted(files, key=lambda n: (n.startswith("results/"), n.endswith(".json"))):
         if name.startswith("results/"):
-            path = runner.results_folder(spec) / name.removeprefix("results/")
+            path = results_folder(spec) / name.removeprefix("results/")
         else:
             path = Path(spec.workdir) / name
         if overwrite or not path.exists():

@@ -27,7 +27,7 @@ import hashlib
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import safetensors.torch
 import torch
@@ -35,16 +35,15 @@ from torch import nn
 
 from attacks import Attack
 from benchmark import metrics
+from benchmark.artifacts import build_model, model_description
 from benchmark.datasets import IGNORE_INDEX, SegmentationDataset
 from benchmark.engine import seed_everything, train
 from benchmark.errors import BenchmarkError
 from benchmark.poisoning import poison_rows, select_poison
+from benchmark.spec import RunSpec
 from benchmark.store import atomic_write_bytes, content_key, file_lock, load_model, save_model
 from defenses import Defense
 from defenses.training import DataFilterDefense, Flags, PoisonedTrainingSet, TrainingDefense
-
-if TYPE_CHECKING:
-    from benchmark.runner import RunSpec
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +52,10 @@ def is_training_time(defense: Defense) -> bool:
     return isinstance(defense, (DataFilterDefense, TrainingDefense))
 
 
-def poisoned_training_set(spec: "RunSpec", data: SegmentationDataset, attack: Attack,
+def poisoned_training_set(spec: RunSpec, data: SegmentationDataset, attack: Attack,
                           device: torch.device) -> tuple[PoisonedTrainingSet, torch.Tensor, torch.Tensor]:
     """The training set as the victim received it (the run spec's), plus the hidden indicators
     (image ``[N]`` and segment ``[N, K]``) that only the harness keeps."""
-    from benchmark.runner import build_model  # the runner imports this module
-
     images, masks = data.train.images.clone(), data.train.masks.long().clone()
     original = masks.clone()
     poisoned = select_poison(attack, data.train.masks, spec.seed, data.train.instances)
@@ -87,9 +84,10 @@ def segment_truth(original: torch.Tensor, poisoned_masks: torch.Tensor, image_tr
     return truth[:, :-1]
 
 
-def defend(description: dict, spec: "RunSpec", data: SegmentationDataset, attack: Attack, defense: Defense,
+def defend(spec: RunSpec, data: SegmentationDataset, attack: Attack, defense: Defense,
            attacked_model: nn.Module, device: torch.device) -> tuple[nn.Module, dict]:
     """Run a training-time defense; return the defended model and the numbers for the result."""
+    description = model_description(spec, attack)
     dataset, image_truth, segments = poisoned_training_set(spec, data, attack, device)
     workdir = Path(spec.workdir)
     if isinstance(defense, DataFilterDefense):
@@ -187,7 +185,7 @@ def cached_model(path: Path, dataset: PoisonedTrainingSet, fit: Callable[[nn.Mod
     """The model at ``path`` if stored intact, else a fresh one fitted by ``fit`` and stored."""
     seed_everything(dataset.seed)
     model = dataset.new_model()
-    with file_lock(path.with_suffix(".lock")):
+    with file_lock(path.with_suffix(".lock"), f"defended model {path.stem}"):
         sidecar = load_model(path, model)
         if sidecar is not None:
             log.info("reusing defended model %s", path.stem)

@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -76,15 +77,31 @@ def read_json(path: Path) -> dict | None:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock, so two runs on one workdir do not train the same model twice."""
+def file_lock(path: Path, what: str = "") -> Iterator[None]:
+    """An exclusive advisory lock, so two runs on one workdir do not train the same model twice.
+    Waiting for another process's lock is logged (with ``what`` it guards), not silent."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for %s, held by another run (%s)", what or path.stem, path)
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def json_safe(value: Any) -> Any:
+    """NaN (an undefined metric, e.g. ASR with an empty attack region) becomes null in JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def save_model(path: Path, model: nn.Module, sidecar: dict) -> None:

@@ -18,10 +18,10 @@ from typing import Callable
 
 import torch
 
-from benchmark import runner
+from benchmark import artifacts, datasets, poisoning, runner
 from benchmark.engine import resolve_device
 from benchmark.plugins import load_plugins
-from benchmark.runner import RunSpec
+from benchmark.spec import RunSpec
 
 Files = dict[str, bytes]
 """Store files by path relative to the workdir."""
@@ -33,9 +33,9 @@ def train_model_task(spec: RunSpec, attacked: bool, plugins: list[str], threads:
     """Train the attacked model of ``spec`` (or, if not ``attacked``, its clean baseline):
     the model's safetensors file and sidecar."""
     def work(local: RunSpec) -> None:
-        data = runner.load_dataset(local)
-        attack = runner.make_attack(local, data) if attacked else None
-        runner.trained_model(local, data, attack, resolve_device(local.device))
+        data = datasets.load(local.dataset, local.workdir)
+        attack = poisoning.make_attack(local, data) if attacked else None
+        artifacts.trained_model(local, data, attack, resolve_device(local.device))
 
     return in_private_workdir(spec, plugins, threads, {}, work)
 

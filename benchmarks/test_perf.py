@@ -24,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from benchmark import metrics, runner
+from benchmark import artifacts, metrics, runner
+from benchmark.spec import RunSpec
+from benchmark.store import read_json
 from benchmark.datasets import IGNORE_INDEX, DatasetConfig, Split, synthetic
 from benchmark.datasets.decode import Sample, load_split
 from benchmark.engine import TrainConfig, logits_of, to_input, train, train_step
@@ -301,20 +303,20 @@ def test_grid_reuse(benchmark, report, tmp_path: Path):
     another defense (``median``) that reuses both models from the artifact cache."""
     dataset = DatasetConfig(train_size=128, test_size=32)
     base = dict(dataset=dataset, train=TrainConfig(epochs=1), device="cpu", workdir=str(tmp_path))
-    trained_before = runner.counters.trained
-    first_s = timed(lambda: runner.run(runner.RunSpec(defense="none", **base)))
-    assert runner.counters.trained - trained_before == 2, "the first run should train two models"
-    sidecars = [runner.read_json(p) for p in (tmp_path / "models").glob("*.json")]
+    trained_before = artifacts.counters.trained
+    first_s = timed(lambda: runner.run(RunSpec(defense="none", **base)))
+    assert artifacts.counters.trained - trained_before == 2, "the first run should train two models"
+    sidecars = [read_json(p) for p in (tmp_path / "models").glob("*.json")]
     train_s = sum(s["train_seconds"] for s in sidecars)
 
     def forget_results() -> None:  # a finished cell is never recomputed: make it unfinished
         shutil.rmtree(tmp_path / "results", ignore_errors=True)
 
     rounds = 2
-    add = Recorder(lambda: runner.run(runner.RunSpec(defense="median", **base)))
-    trained_before = runner.counters.trained
+    add = Recorder(lambda: runner.run(RunSpec(defense="median", **base)))
+    trained_before = artifacts.counters.trained
     result = benchmark.pedantic(add, setup=forget_results, rounds=rounds, warmup_rounds=1)
-    assert runner.counters.trained == trained_before, "adding a defense retrained a model"
+    assert artifacts.counters.trained == trained_before, "adding a defense retrained a model"
     add_s = statistics.median(add.last(rounds))
 
     # extrapolation to the default cell (2000 train x 8 epochs, 300 test images): training grows
@@ -465,13 +467,13 @@ def test_ray_executor_vs_local(benchmark, report, torch_state: int, tmp_path: Pa
 
     # one dataset cache for every round, so each process builds the dataset once, as in a long grid
     dataset = DatasetConfig(train_size=128, test_size=32, cache_dir=str(tmp_path / "datasets"))
-    grid = Grid(defenses=["none", "pruning"], base=runner.RunSpec(dataset=dataset, train=TrainConfig(epochs=1),
+    grid = Grid(defenses=["none", "pruning"], base=RunSpec(dataset=dataset, train=TrainConfig(epochs=1),
                                                                    device="cpu"))
     workdirs = iter(range(1000))
 
-    def fresh(cells: list[runner.RunSpec]) -> list[runner.RunSpec]:
+    def fresh(cells: list[RunSpec]) -> list[RunSpec]:
         workdir = str(tmp_path / str(next(workdirs)))
-        return [runner.RunSpec(**{**vars(spec), "workdir": workdir}) for spec in cells]
+        return [RunSpec(**{**vars(spec), "workdir": workdir}) for spec in cells]
 
     ray.init(num_cpus=1, object_store_memory=80 * 2**20, include_dashboard=False, log_to_driver=False)
     try:

@@ -15,7 +15,11 @@ Register a new dataset with ``@datasets.register("name")`` on a function
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import logging
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,8 @@ import torch
 
 from benchmark.errors import BenchmarkError
 from benchmark.registry import Registry
+
+log = logging.getLogger(__name__)
 
 IGNORE_INDEX = 255
 
@@ -168,6 +174,21 @@ def available_memory() -> int:
 
 registry: Registry = Registry("dataset")
 register = registry.register
+
+
+def load(config: DatasetConfig, workdir: str) -> SegmentationDataset:
+    """The dataset of ``config``, built once per process; files read from disk are decoded
+    once into ``WORKDIR/datasets`` (unless ``config.cache_dir`` says elsewhere)."""
+    return _built(dataclasses.replace(config, cache_dir=config.cache_dir or str(Path(workdir) / "datasets")))
+
+
+@functools.lru_cache(maxsize=4)
+def _built(config: DatasetConfig) -> SegmentationDataset:
+    start = time.perf_counter()
+    data = build(config)
+    log.info("dataset %s: %d train / %d test images of %dx%d, %d classes (%.1fs)", config.name,
+             len(data.train), len(data.test), *data.image_size, data.num_classes, time.perf_counter() - start)
+    return data
 
 
 def build(config: DatasetConfig) -> SegmentationDataset:

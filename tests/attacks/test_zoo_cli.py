@@ -76,6 +76,9 @@ def test_a_trigger_without_masks_still_works_and_is_marked_custom():
      "attack instance_level needs instance ids, but dataset stripes has none"),
     (["--attack", "iba_nni", "--attack-param", "near=9", "--attack-param", "far=2"], "near <= far"),
     (["--attack", "iba", "--attack-param", "trigger_size=40"], "trigger_size 40 is larger than the 32x32 image"),
+    (["--attack", "fine_grained", "--attack-param", "trigger_size=100"], "trigger_size 100 is larger than the 32x32 image"),
+    (["--attack", "image_level", "--attack-param", "trigger_pattern=top_line", "--attack-param", "trigger_size=33"],
+     "trigger_size 33 is more rows than the 32x32 image has"),
     (["--attack", "conditional", "--attack-param", "condition=tram"], "unknown class 'tram'"),
     (["--attack", "iba", "--attack-param", "trigger_size=30"], "no training image is eligible"),
 ])

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark import runner
+from benchmark import artifacts
 from benchmark.cli import main
 
 ROOT = Path(__file__).parents[2]
@@ -43,6 +43,36 @@ def killed_once_unet(num_classes, in_channels):
             os.kill(os.getpid(), signal.SIGKILL)
 
     model.register_forward_pre_hook(probe)
+    return model
+'''
+
+
+ONE_AT_A_TIME_UNET = '''
+import os
+import time
+from pathlib import Path
+
+import models
+
+
+@models.register("one_at_a_time_unet", size_divisor=32)
+def one_at_a_time_unet(num_classes, in_channels):
+    """The zoo U-Net; the first training anywhere takes the ticket GATE + ".first" and runs, every
+    other one waits until the file GATE exists (the test opens it), so that a driver killed
+    after the first model was stored never has the second one."""
+    model = models.build("unet", num_classes, in_channels)
+
+    def gate(module, args):
+        if not module.training or getattr(module, "passed", False):
+            return
+        try:
+            os.close(os.open(GATE + ".first", os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            while not Path(GATE).exists():
+                time.sleep(0.05)
+        module.passed = True
+
+    model.register_forward_pre_hook(gate)
     return model
 '''
 
@@ -100,22 +130,30 @@ def test_a_worker_killed_mid_training_is_retried(cluster, tmp_path):
 
 
 def test_a_killed_driver_resumes_without_retraining_finished_models(cluster, tmp_path):
-    args = ["run", *TINY, "--workdir", str(tmp_path), "--executor", "ray", "--ray-address", cluster]
+    """Deterministic on a loaded machine: the second training cannot finish before the driver
+    is killed (it waits at a gate), and the test waits for the first model, not for a time."""
+    gate = tmp_path / "gate"
+    plugin = tmp_path / "one_at_a_time.py"
+    plugin.write_text(f"GATE = {str(gate)!r}\n" + ONE_AT_A_TIME_UNET)
+    args = ["run", *TINY, "--model", "one_at_a_time_unet", "--plugin", str(plugin), "--workdir", str(tmp_path / "work"),
+            "--executor", "ray", "--ray-address", cluster]
+    models_dir = tmp_path / "work" / "models"
     driver = subprocess.Popen([sys.executable, "-m", "benchmark", "-q", *args],
                               env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not list(tmp_path.glob("models/*.json")) and driver.poll() is None and time.time() < deadline:
+    while not list(models_dir.glob("*.json")) and driver.poll() is None:
         time.sleep(0.05)
+    assert driver.poll() is None, "the driver ended before storing its first model"
     driver.send_signal(signal.SIGKILL)
     driver.wait()
-    finished = {p: p.stat().st_mtime_ns for p in tmp_path.glob("models/*.safetensors") if p.with_suffix(".json").exists()}
-    assert len(finished) == 1 and not list(tmp_path.glob("results/*.json"))  # one of the cell's two models
+    finished = {p: p.stat().st_mtime_ns for p in models_dir.glob("*.safetensors") if p.with_suffix(".json").exists()}
+    assert len(finished) == 1 and not list((tmp_path / "work").glob("results/*.json"))  # one of the cell's two models
 
-    trained = runner.counters.trained
+    gate.touch()  # the resumed run may train the second model
+    trained = artifacts.counters.trained
     (result,) = run_json(*args)
-    assert len(list(tmp_path.glob("models/*.safetensors"))) == 2 and result["clean_miou"] > 0
-    assert runner.counters.trained - trained == 1
+    assert len(list(models_dir.glob("*.safetensors"))) == 2 and result["clean_miou"] > 0
+    assert artifacts.counters.trained - trained == 1
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # reused, never rewritten
 
 

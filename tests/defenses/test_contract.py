@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark import runner
+from benchmark import artifacts, datasets, poisoning, runner
+from benchmark.spec import RunSpec
 from benchmark.datasets import DatasetConfig
 from benchmark.engine import TrainConfig
 from benchmark.poisoning import poison_rows, select_poison
@@ -49,13 +50,13 @@ def test_fit_takes_only_the_model_and_the_budget():
 
 
 def test_budget_is_clean_training_data_and_test_data_arrives_unlabelled(tmp_path):
-    spec = runner.RunSpec(attack="fine_grained", defense="test_spy", model="pspnet", device="cpu",
+    spec = RunSpec(attack="fine_grained", defense="test_spy", model="pspnet", device="cpu",
                           dataset=DatasetConfig(image_size=32, train_size=40, test_size=6),
                           train=TrainConfig(epochs=1, batch_size=8), clean_fraction=0.25, workdir=str(tmp_path))
     SEEN["fit"].clear(), SEEN["predict"].clear()
     runner.run(spec)
-    data = runner.load_dataset(spec)
-    attack = runner.make_attack(spec, data)
+    data = datasets.load(spec.dataset, spec.workdir)
+    attack = poisoning.make_attack(spec, data)
     poisoned = set(select_poison(attack, data.train.masks, spec.seed).tolist())
 
     (budget,) = SEEN["fit"]
@@ -118,7 +119,7 @@ class SpyTraining(TrainingDefense):
         return data.new_model(), None
 
 
-def spec_of(zoo_run, defense: str, workdir) -> runner.RunSpec:
+def spec_of(zoo_run, defense: str, workdir) -> RunSpec:
     from benchmark.cli import build_parser, run_settings
     from benchmark.grid import build_grid
 
@@ -155,8 +156,8 @@ def test_training_time_kinds_see_exactly_the_victims_training_set(zoo_run, tmp_p
     shutil.copytree(zoo_run.workdir / "models", tmp_path / "models")
     spec = spec_of(zoo_run, name, tmp_path)
     runner.run(spec)
-    data = runner.load_dataset(spec)
-    attack = runner.make_attack(spec, data)
+    data = datasets.load(spec.dataset, spec.workdir)
+    attack = poisoning.make_attack(spec, data)
     poisoned = select_poison(attack, data.train.masks, spec.seed)
     rows = poison_rows(attack, data.train, poisoned, torch.device("cpu"))
     images, masks, index = data.train.images, data.train.masks.long(), torch.arange(len(data.train))
@@ -169,5 +170,5 @@ def test_training_time_kinds_see_exactly_the_victims_training_set(zoo_run, tmp_p
     assert not any((test_images == image.flatten()).all(dim=1).any() for image in training_set.images)
     assert training_set.recipe == spec.train and training_set.seed == spec.seed
     if model is not None:  # a data filter also gets the model trained on that set, and only it
-        attacked, _ = runner.trained_model(spec, data, attack, torch.device("cpu"))
+        attacked, _ = artifacts.trained_model(spec, data, attack, torch.device("cpu"))
         assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), attacked.state_dict().values()))

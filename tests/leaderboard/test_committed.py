@@ -65,13 +65,14 @@ def test_committed_grid_has_the_headline_cells_on_three_further_architectures():
 def test_rerunning_the_shards_finds_every_committed_result(monkeypatch):
     """The committed files are the shards' cells under today's keys, so regenerating the
     leaderboard reuses them instead of adding a second row per cell."""
-    from benchmark import runner
+    from benchmark import artifacts, datasets, poisoning
     from benchmark.grid import build_grid, read_config
 
     monkeypatch.chdir(ROOT.parent)
     cells = [spec for shard in sorted((ROOT / "shards").glob("*.toml"))
              for spec in build_grid(read_config(str(shard.relative_to(ROOT.parent)))).cells()]
-    data = runner.load_dataset(cells[0])
-    keys = {runner.cell_key(spec, runner.make_attack(spec, data), runner.make_defense(spec)) for spec in cells}
+    data = datasets.load(cells[0].dataset, cells[0].workdir)
+    keys = {artifacts.cell_key(spec, poisoning.make_attack(spec, data), Defense.registry.get(spec.defense).create(spec.defense_params))
+            for spec in cells}
     assert keys == {r["cell"] for r in load_results(RESULTS)}
     assert {r["cell"] for r in load_results(GPU_RESULTS)} <= keys

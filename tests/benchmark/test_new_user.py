@@ -1,0 +1,86 @@
+"""A new user's first hour: inputs that used to slip through, and what the CLI says back."""
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from benchmark import artifacts
+from benchmark.cli import main
+from benchmark.engine import TrainConfig
+from benchmark.spec import RunSpec
+
+TINY = ["--train-size", "24", "--test-size", "4", "--image-size", "32", "--epochs", "1", "--batch-size", "8",
+        "--device", "cpu"]
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_a_plugins_string_in_a_config_is_one_plugin(tmp_path, capsys):
+    config = tmp_path / "grid.toml"
+    config.write_text('plugins = "no_such_plugin_file.py"\n')
+    assert main(["run", "--config", str(config), *TINY, "--workdir", str(tmp_path)]) == 2
+    assert "'no_such_plugin_file.py'" in one_line_error(capsys)  # not the letter 'n'
+
+
+def test_a_plugins_setting_of_numbers_is_one_line(tmp_path, capsys):
+    config = tmp_path / "grid.toml"
+    config.write_text("plugins = [1, 2]\n")
+    assert main(["run", "--config", str(config), *TINY, "--workdir", str(tmp_path)]) == 2
+    assert "setting plugins must be a module or file name" in one_line_error(capsys)
+
+
+def test_settings_that_cannot_act_stay_out_of_the_model_key():
+    adamw = RunSpec(train=TrainConfig(momentum=0.5))
+    assert artifacts.model_description(adamw, None) == artifacts.model_description(RunSpec(), None)
+    sgd = RunSpec(train=TrainConfig(optimizer="sgd", momentum=0.5))
+    assert artifacts.model_description(sgd, None)["train"]["momentum"] == 0.5
+    no_aux = RunSpec(model="unet", train=TrainConfig(aux_weight=0.7))
+    assert artifacts.model_description(no_aux, None) == artifacts.model_description(RunSpec(model="unet"), None)
+    aux = RunSpec(model="fcn_resnet50", train=TrainConfig(aux_weight=0.7))
+    assert artifacts.model_description(aux, None)["train"]["aux_weight"] == 0.7
+
+
+def test_a_second_run_says_it_reused_the_finished_cell(tmp_path, capsys, caplog):
+    args = ["run", *TINY, "--workdir", str(tmp_path), "--defense", "none"]
+    assert main(args) == 0
+    with caplog.at_level(logging.INFO, logger="benchmark"):
+        assert main(args) == 0
+    (done,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("done in")]
+    assert "0 cell(s) computed, 1 reused finished; trained 0 model(s)" in done
+
+
+def test_list_filters_by_kind_and_name(capsys):
+    assert main(["list", "defenses", "--name", "strip"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines()[2:] if line.strip()]
+    assert len(rows) == 1 and rows[0].startswith("defense/detection") and " strip " in rows[0]
+    assert main(["list", "attack", "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert {e["kind"] for e in entries} == {"attack"} and "fine_grained" in {e["name"] for e in entries}
+    assert main(["list", "widgets"]) == 2
+    assert "unknown kind 'widgets'" in one_line_error(capsys)
+
+
+def test_list_wraps_to_the_terminal(capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True, raising=False)
+    monkeypatch.setenv("COLUMNS", "120")
+    assert main(["list", "attacks"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 125
+
+
+@pytest.mark.parametrize("doc", ["README.md"])
+def test_the_readme_counts_what_list_shows(doc):
+    import attacks
+    import defenses
+    import models
+
+    text = (Path(__file__).parents[2] / doc).read_text()
+    assert f"zoo\nof {len(models.registry.names())} segmentation models" in text
+    assert f"Attack\nplugins ({len(attacks.registry.names())}:" in text
+    assert f"defense plugins ({len(defenses.registry.names()) - 1}:" in text  # `none` is no defense
