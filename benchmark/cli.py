@@ -353,10 +353,19 @@ def one_line(text: str) -> str:
     return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+def log_format() -> str:
+    """``[name] message``; under torchrun (several ranks) each line names its rank."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return f"[rank {os.environ.get('RANK', '0')}] [%(name)s] %(message)s"
+    return "[%(name)s] %(message)s"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="[%(name)s] %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=level, format=log_format(), stream=sys.stderr)
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: the other ranks' progress would repeat rank 0's
+        logging.getLogger().setLevel(max(level, logging.WARNING))
     # cuBLAS is deterministic only with a fixed workspace, which must be set before CUDA starts
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     try:

@@ -157,13 +157,34 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
     except UnpicklingError as error:
         raise BenchmarkError(
             f"refusing to load {str(path)!r}: not a weights-only PyTorch file ({refusal_reason(error)}); "
             f"give a .safetensors file or a .pt file holding only tensors") from error
-    except Exception as error:  # any malformed or mismatched file is a user error
+    except Exception as error:  # any malformed file is a user error
         raise BenchmarkError(f"cannot load weights from {str(path)!r}: {str(error).splitlines()[0]}") from error
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BenchmarkError(f"cannot load weights from {str(path)!r}: it does not hold a state dict of tensors")
+    mismatch = state_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise BenchmarkError(f"weights file {str(path)!r} does not fit this model ({mismatch}); "
+                             "was it saved from another architecture, encoder or number of classes?")
+    model.load_state_dict(state)
+
+
+def state_mismatch(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], shown: int = 3) -> str:
+    """A one-line summary of how a state dict differs from the model's: counts of missing,
+    unexpected and reshaped tensors, with the first few names of each ('' if it fits)."""
+    def few(names: list[str]) -> str:
+        return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    reshaped = [f"{k} {tuple(given[k].shape)} vs {tuple(expected[k].shape)}" for k in expected
+                if k in given and given[k].shape != expected[k].shape]
+    parts = [f"{len(names)} {what}: {few(names)}" for what, names in
+             (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped)) if names]
+    return "; ".join(parts)
 
 
 def refusal_reason(error: UnpicklingError) -> str:

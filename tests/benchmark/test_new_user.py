@@ -84,3 +84,32 @@ def test_the_readme_counts_what_list_shows(doc):
     assert f"zoo\nof {len(models.registry.names())} segmentation models" in text
     assert f"Attack\nplugins ({len(attacks.registry.names())}:" in text
     assert f"defense plugins ({len(defenses.registry.names()) - 1}:" in text  # `none` is no defense
+
+
+def test_an_output_that_cannot_be_created_names_the_path_given(capsys):
+    results = Path(__file__).parents[2] / "leaderboard" / "results"
+    assert main(["leaderboard", "--results", str(results), "--output", "/proc/LEADERBOARD.md"]) == 1
+    message = one_line_error(capsys)
+    assert "'/proc/LEADERBOARD.md'" in message and ".tmp" not in message
+
+
+def test_under_torchrun_each_log_line_names_its_rank(monkeypatch):
+    from benchmark.cli import log_format
+
+    assert log_format() == "[%(name)s] %(message)s"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert log_format().startswith("[rank 1] ")
+
+
+def test_weights_of_another_architecture_show_what_does_not_fit(tmp_path, capsys):
+    import safetensors.torch
+    import torch
+
+    path = tmp_path / "other.safetensors"
+    safetensors.torch.save_file({"backbone.conv.weight": torch.zeros(4, 3, 3, 3),
+                                 "segmentation_head.0.weight": torch.zeros(5, 16, 3, 3)}, str(path))
+    assert main(["run", *TINY, "--workdir", str(tmp_path), "--init-weights", str(path)]) == 2
+    message = one_line_error(capsys)
+    assert "does not fit this model" in message and " missing: " in message
+    assert "1 unexpected: backbone.conv.weight" in message and "of another shape: segmentation_head.0.weight" in message
