@@ -4,7 +4,9 @@ A cell's key names its seed but not its device, so a cell run on a GPU and on th
 key: the two are matched by it. The difference of a metric is taken seed for seed, and compared
 with the CPU's standard deviation over the seeds of that setting (the same cell but for its
 seed): a difference smaller than what reseeding the CPU run moves is within the spread the
-leaderboard already shows.
+leaderboard already shows. The attacked model's own numbers (clean mIoU, ASR) are shared by
+every defense cell of that model, so they are counted once per trained model (``artifact``),
+not once per cell; the defended numbers are counted per cell.
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ from leaderboard.stats import MISSING
 
 AGREEMENT_METRICS = [("clean_miou", "clean mIoU"), ("asr", "ASR"), ("post_clean_miou", "post mIoU"),
                      ("post_asr", "post ASR"), ("der", "DER"), ("detection_auroc", "AUROC")]
-AGREEMENT_HEADERS = ["metric", "matched cells", "mean |GPU − CPU|", "max |GPU − CPU| (model / attack / defense)",
+MODEL_METRICS = {"clean_miou", "asr"}
+"""Metrics of the attacked model before any defense: one value per trained model."""
+AGREEMENT_HEADERS = ["metric", "matched", "mean |GPU − CPU|", "max |GPU − CPU| (model / attack / defense)",
                      "within the CPU seed std"]
 
 
 def agreement_rows(reference: list[dict], other: list[dict]) -> list[list[str]]:
-    """Per metric: how many (cell, seed) pairs both sets hold, the mean and largest absolute
-    difference in percentage points, and the share of pairs whose difference is at most the
-    reference's standard deviation over its seeds for that cell (cells with 2+ seeds)."""
+    """Per metric: how many (cell, seed) pairs both sets hold (trained models, for the attacked
+    model's own metrics), the mean and largest absolute difference in percentage points, and the
+    share of pairs whose difference is at most the reference's standard deviation over its
+    seeds for that cell (cells with 2+ seeds)."""
     by_cell = {r["cell"]: r for r in reference}
     seeds_of: dict[tuple, list[dict]] = defaultdict(list)
     for r in reference:
@@ -33,10 +38,17 @@ def agreement_rows(reference: list[dict], other: list[dict]) -> list[list[str]]:
     for key, title in AGREEMENT_METRICS:
         differences: list[tuple[float, dict]] = []
         within = judged = 0
+        unit = "model" if key in MODEL_METRICS else "cell"
+        counted: set[str] = set()
         for r in other:
             match = by_cell.get(r["cell"])
             if match is None or r.get(key) is None or match.get(key) is None:
                 continue
+            if key in MODEL_METRICS:  # once per trained model: every defense cell repeats its numbers
+                model = r.get("artifact") or r["cell"]
+                if model in counted:
+                    continue
+                counted.add(model)
             difference = abs(r[key] - match[key])
             differences.append((difference, r))
             values = [s[key] for s in seeds_of[setting(r)] if s.get(key) is not None]
@@ -46,7 +58,7 @@ def agreement_rows(reference: list[dict], other: list[dict]) -> list[list[str]]:
         if not differences:
             continue
         largest, where = max(differences, key=lambda item: (item[0], item[1]["cell"]))
-        rows.append([title, str(len(differences)), f"{100 * statistics.fmean(d for d, _ in differences):.1f}",
+        rows.append([title, f"{len(differences)} {unit}{'s' if len(differences) != 1 else ''}", f"{100 * statistics.fmean(d for d, _ in differences):.1f}",
                      f"{100 * largest:.1f} ({where['model']} / {where['attack']} / {where['defense']})",
                      f"{within} of {judged}" if judged else MISSING])
     return rows
