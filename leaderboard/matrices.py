@@ -53,17 +53,31 @@ class Matrix:
         return MISSING if found is None else found.text()
 
     def seeds_note(self) -> str:
-        """``n = 3 seeds per cell; 1 for abl, spectral``: how many seeds each cell's range covers."""
-        counts: dict[int, list[str]] = defaultdict(list)
-        for column in self.columns:
-            for n in sorted({found.n for row in self.rows if (found := self.spread(row, column)) is not None}):
-                counts[n].append(column)
+        """``n = 3 seeds per cell; 1 in columns abl, spectral; 2 in row object_to_object``: how
+        many seeds each cell's range covers, the exceptions grouped by column, then by row."""
+        counts = {(row, column): found.n for row in self.rows for column in self.columns
+                  if (found := self.spread(row, column)) is not None}
         if not counts:
             return "no results"
-        usual = max(counts, key=lambda n: (len(counts[n]), n))
-        note = f"n = {usual} seed{'s' if usual != 1 else ''} per cell"
-        others = [f"{n} for {', '.join(counts[n])}" for n in sorted(counts) if n != usual]
-        return note + ("; " + "; ".join(others) if others else "")
+        tally: dict[int, int] = defaultdict(int)
+        for n in counts.values():
+            tally[n] += 1
+        usual = max(tally, key=lambda n: (tally[n], n))
+        notes = [f"n = {usual} seed{'s' if usual != 1 else ''} per cell"]
+        odd = {cell: n for cell, n in counts.items() if n != usual}
+        unexplained = dict(counts)  # cells no column or row note covers yet
+        for axis, names, label in ((1, self.columns, "column"), (0, self.rows, "row")):
+            groups: dict[int, list[str]] = defaultdict(list)
+            for name in names:
+                line = [cell for cell in unexplained if cell[axis] == name]
+                held = {odd.get(cell) for cell in line}
+                if line and len(held) == 1 and None not in held:
+                    groups[held.pop()].append(name)
+            for n in sorted(groups):
+                notes.append(f"{n} in {label}{'s' if len(groups[n]) > 1 else ''} {', '.join(groups[n])}")
+                unexplained = {cell: m for cell, m in unexplained.items() if cell[axis] not in groups[n]}
+        notes += [f"{n} for {row} / {column}" for (row, column), n in sorted(odd.items()) if (row, column) in unexplained]
+        return "; ".join(notes)
 
 
 @dataclass

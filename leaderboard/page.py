@@ -4,8 +4,8 @@ The page holds the same views as the Markdown (the findings of the paired test; 
 defense matrices of each model, coloured like the heatmaps; each model's rankings with the
 test's verdicts, pairwise separations and a link to its critical-difference diagram; the full
 table) with inline CSS and JavaScript:
-clicking a column header sorts its table (numbers numerically, missing values last; again to
-reverse), and the dataset / model / attack / defense filters hide the rows, matrix rows,
+clicking a column header sorts its table (numbers numerically, by a cell's leading number when
+it has more text, missing values last; again to reverse), and the dataset / model / attack / defense filters hide the rows, matrix rows,
 matrix columns and model blocks that do not match. Like the Markdown it is rendered from the
 result files only, so the same files give the same bytes.
 """
@@ -48,7 +48,9 @@ function sortValue(cell) {
   const raw = cell.dataset.sort !== undefined ? cell.dataset.sort : cell.textContent.trim();
   if (raw === "" || raw === "\\u2013") return null;
   const number = Number(raw);
-  return Number.isNaN(number) ? raw.toLowerCase() : number;
+  if (!Number.isNaN(number)) return number;
+  // "40.2 [33.6, 46.6]", "12 of 42", "85.0 (80.0–90.0)": sort by the leading number
+  return /^-?[0-9]/.test(raw) ? parseFloat(raw) : raw.toLowerCase();
 }
 function compare(a, b) {
   if (typeof a !== typeof b) return typeof a === "number" ? -1 : 1;
