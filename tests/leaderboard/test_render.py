@@ -91,7 +91,7 @@ def test_attack_by_defense_matrices(results_dir: Path) -> None:
     matrix = text.split("**post-defense ASR (none = undefended ASR)**")[1]
     assert cells_of(table_row(matrix, "attack \\ defense")) == ["attack \\ defense", "none", "strip"]
     assert cells_of(table_row(matrix, "fine_grained")) == ["fine_grained", "85.0 (80.0–90.0)", "20.0"]
-    assert "**post-defense ASR (none = undefended ASR)** (n = 1 seed per cell; 2 in column none)" in text
+    assert "**post-defense ASR (none = undefended ASR)** (n = 1 seed per cell; 2 for fine_grained / none)" in text
     assert cells_of(table_row(matrix, "image_level")) == ["image_level", "99.9", "–"]
     der = text.split("**DER (50 = no effect, 100 = backdoor removed at no cost)**")[1]
     assert cells_of(table_row(der, "fine_grained")) == ["fine_grained", "67.5"]
