@@ -132,3 +132,26 @@ def test_rendering_never_imports_attacks_defenses_or_models(tmp_path: Path, fake
     done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True,
                           env={"PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def view_of(table: dict) -> matrices.View:
+    return matrices.View("synthetic", "unet", 0.1, [], [], scores(table))
+
+
+def test_findings_name_only_the_differences_the_test_supports():
+    text = " ".join(findings(view_of({"none": zeros(4), "a": A, "b": B})))
+    assert "Friedman chi2(2) = 16.0, p = 0.00034; Wilcoxon-Holm separates 3 of 3 pairs." in text
+    assert "Better than no defense: a, b." in text and "is separated from every other" in text
+    three = {"none": zeros(3), "a": {k: v[:3] for k, v in A.items()}, "b": {k: v[:3] for k, v in B.items()}}
+    text = " ".join(findings(view_of(three)))
+    assert "No defense is separated as better than no defense. Not distinguishable from no defense: a, b." in text
+    assert "is not separated from b" in text
+
+
+def test_matrix_note_groups_other_seed_counts_by_column_then_row():
+    m = matrices.Matrix("post_asr", "t", ["x", "y", "z"], ["none", "p", "q", "abl"])
+    for row in m.rows:
+        for column in m.columns:
+            m.cells[(row, column)] = [0.5] * (1 if column == "abl" else 2 if row == "z" else 3)
+    m.cells[("x", "q")] = [0.5, 0.5]
+    assert m.seeds_note() == "n = 3 seeds per cell; 1 in column abl; 2 in row z; 2 for x / q"
