@@ -134,7 +134,8 @@ def analyse(scores: Scores, reference: str = "none", excluded: list[tuple[str, i
         aggregates = _aggregate(table, blocks)
         intervals = _intervals(stratified_bootstrap(table, blocks, resamples, rng))
         for i, name in enumerate(tested):
-            analysis.defenses[name] = DefenseSummary(name, float(aggregates[i]), intervals[i],
+            analysis.defenses[name] = DefenseSummary(name, float(aggregates[i]),
+                                                     intervals[i] if _max_seeds(blocks) > 1 else None,
                                                      _max_seeds(blocks), len(blocks))
         if len(tested) >= 3 and len(blocks) >= 2:
             _paired_test(analysis, table, reference)
@@ -143,7 +144,7 @@ def analyse(scores: Scores, reference: str = "none", excluded: list[tuple[str, i
         values = np.array([[by_defense[name][b] for b in own]])
         analysis.defenses[name] = DefenseSummary(
             name, float(_aggregate(values, own)[0]) if own else None,
-            _intervals(stratified_bootstrap(values, own, resamples, rng))[0] if own else None,
+            _intervals(stratified_bootstrap(values, own, resamples, rng))[0] if _max_seeds(own) > 1 else None,
             _max_seeds(own), len(own))
     top = [d for d in analysis.order if d in tested and d != reference][:TOP]
     analysis.improvement = [(a, b, probability_of_improvement(by_defense[a], by_defense[b]))
@@ -201,14 +202,9 @@ def stratified_bootstrap(table: np.ndarray, blocks: list[tuple[str, int]], resam
     return total / len(attacks)
 
 
-def _intervals(samples: np.ndarray) -> list[tuple[float, float] | None]:
+def _intervals(samples: np.ndarray) -> list[tuple[float, float]]:
     low, high = np.percentile(samples, [2.5, 97.5], axis=1)
-    return [None if math.isclose(lo, hi, abs_tol=1e-12) and _constant(row) else (float(lo), float(hi))
-            for lo, hi, row in zip(low, high, samples)]
-
-
-def _constant(row: np.ndarray) -> bool:
-    return bool(np.all(row == row[0]))
+    return [(float(lo), float(hi)) for lo, hi in zip(low, high)]
 
 
 def _max_seeds(blocks: list[tuple[str, int]]) -> int:

@@ -76,7 +76,7 @@ def test_sections_rankings_and_configuration(results_dir: Path) -> None:
     assert cells_of(table_row(text, "1", "strip")) == [
         "1", "strip", "70.9", "1", "–", "–", "75.9", "5.0", "0 of 1", "0 of 1", "67.5",
         "20.0 (fine_grained)", "1"]
-    assert cells_of(table_row(text, "2", "none"))[2:6] == ["0.0", "2", "–", "–"]
+    assert cells_of(table_row(text, "2", "none"))[2:6] == ["0.0 [0.0, 0.0]", "2", "–", "–"]
     # attacks by mean post ASR over defended cells: image_level has none (–), fine_grained 20.0;
     # fine_grained's undefended ASR: seed 0 -> mean(0.80, 0.80) = 0.80, seed 1 -> 0.90; lift
     # 0.79 / 0.89; the defenses' mean removal: strip's 75.9
