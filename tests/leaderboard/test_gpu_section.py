@@ -30,8 +30,8 @@ def test_agreement_against_hand_computed_differences(fake_result):
     rows = {row[0]: row for row in agreement_rows(cpu, gpu)}
     # |0.85 - 0.80| = 5 points, |0.20 - 0.50| = 30: mean 17.5, max 30 at b; a's CPU std over
     # seeds (0.8, 0.9, 0.7) is 10 points >= 5, and b has one CPU seed (not judged)
-    assert rows["ASR"] == ["ASR", "2 models", "17.5", "30.0 (unet / image_level / none)", "1 of 1"]
-    assert rows["clean mIoU"][1:4] == ["2 models", "0.0", "0.0 (unet / image_level / none)"]
+    assert rows["ASR"] == ["ASR", "2 models", "17.5", "30.0 (unet / image_level / –)", "1 of 1"]
+    assert rows["clean mIoU"][1:4] == ["2 models", "0.0", "0.0 (unet / image_level / –)"]
     assert rows["post ASR"][1] == "2 cells"
     assert "AUROC" not in rows  # neither side has one
 
@@ -44,6 +44,13 @@ def test_agreement_counts_the_attacked_models_numbers_once_per_trained_model(fak
     rows = {row[0]: row for row in agreement_rows(cpu, gpu)}
     assert rows["ASR"][1:3] == ["1 model", "10.0"]
     assert rows["post ASR"][1:3] == ["3 cells", "10.0"]
+    # the model's seed spread comes from its trained models, whichever defense cell matched first:
+    # a training-time defense with one CPU seed (abl) still judges ASR against the model's 3 seeds
+    cpu = [fake_result(f"n{s}", seed=s, asr=0.8 + 0.1 * s, artifact=f"m{s}") for s in range(3)]
+    cpu.append(fake_result("abl0", defense="abl", asr=0.8, artifact="m0"))
+    gpu = [fake_result("abl0", defense="abl", asr=0.85, artifact="m0"), fake_result("n0", asr=0.85, artifact="m0")]
+    rows = {row[0]: row for row in agreement_rows(cpu, gpu)}
+    assert rows["ASR"][1:] == ["1 model", "5.0", "5.0 (unet / fine_grained / –)", "1 of 1"]  # 5 <= std 10
 
 
 def test_gpu_section_states_its_package_versions_next_to_the_cpu_cells(tmp_path, fake_result):
