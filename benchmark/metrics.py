@@ -23,7 +23,21 @@ scores. Conventions:
 - **PBA** (poisoned benign accuracy): mIoU on triggered images with attack-region pixels
   ignored: does the rest of the scene survive the trigger?
 - **DER** (defense effectiveness rating, BackdoorBench): (max(0, dASR) - max(0, dmIoU) + 1) / 2,
-  with dASR = ASR - post-defense ASR and dmIoU = clean mIoU - post-defense clean mIoU.
+  with dASR = ASR - post-defense ASR and dmIoU = clean mIoU - post-defense clean mIoU. Kept as
+  the field's number, with two caveats: it ignores ASR *increases* (a defense that strengthens
+  the backdoor scores like one with no effect, minus its mIoU cost), and it can reward a
+  destroyed model (a model that predicts nothing right predicts no target either: large dASR).
+  It also uses raw ASR, which includes what the clean model predicts as the target anyway.
+- **Backdoor removal**: (ASR - post ASR) / (ASR - baseline ASR), the share of the backdoor's
+  lift over the clean model that the defense removed: 1 = back to the clean model, 0 = no
+  effect, negative = the defense strengthened the attack. Undefined (None) when the lift is
+  below :data:`MIN_LIFT` (nothing to remove; the ratio would divide by noise).
+- **mIoU cost**: clean mIoU - post-defense clean mIoU (positive = the defense cost accuracy).
+- **Collapsed**: post-defense clean mIoU below :data:`COLLAPSE_FRACTION` of the clean
+  (unpoisoned) model's clean mIoU: whatever its ASR, the model is destroyed.
+- **Harm-aware score** (rankings): removal clipped to [-1, 1], counted as at most 0 for a
+  collapsed model, minus the mIoU cost clipped at 0 (:func:`harm_aware_score`). "No effect" scores 0;
+  neither an ASR increase nor a collapse can score above it.
 - **Detection**: AUROC of a continuous score (higher = more suspicious), ties counted half;
   TPR at a threshold chosen on clean data only.
 """
@@ -88,6 +102,52 @@ def pba_target(masks: torch.Tensor, region: torch.Tensor, ignore_index: int = 25
 def defense_effectiveness_rating(asr: float, post_asr: float, clean_miou: float, post_clean_miou: float) -> float:
     """BackdoorBench's DER in [0, 1]; 0.5 means no change, 1 = backdoor gone at no cost."""
     return (max(0.0, asr - post_asr) - max(0.0, clean_miou - post_clean_miou) + 1) / 2
+
+
+MIN_LIFT = 0.05
+"""Backdoor removal needs ASR - baseline ASR of at least this (5 points) to be defined."""
+COLLAPSE_FRACTION = 0.5
+"""A defended model is collapsed below this fraction of the clean model's clean mIoU."""
+
+
+def _missing(*values: float | None) -> bool:
+    return any(v is None or math.isnan(v) for v in values)
+
+
+def backdoor_removal(asr: float | None, post_asr: float | None, baseline_asr: float | None) -> float | None:
+    """(ASR - post ASR) / (ASR - baseline ASR): the share of the backdoor's lift over the clean
+    model that a defense removed; negative when it strengthened the attack; None when the lift
+    is below :data:`MIN_LIFT` or a value is missing (nothing to remove)."""
+    if _missing(asr, post_asr, baseline_asr) or asr - baseline_asr < MIN_LIFT:
+        return None
+    return (asr - post_asr) / (asr - baseline_asr)
+
+
+def miou_cost(clean_miou: float | None, post_clean_miou: float | None) -> float | None:
+    """Clean mIoU - post-defense clean mIoU (None when either is missing)."""
+    return None if _missing(clean_miou, post_clean_miou) else clean_miou - post_clean_miou
+
+
+def collapsed(post_clean_miou: float | None, clean_model_miou: float | None) -> bool | None:
+    """Whether the defended model's clean mIoU fell below half of the clean (unpoisoned)
+    model's (record field ``baseline_clean_miou``); None when either is missing."""
+    if _missing(post_clean_miou, clean_model_miou):
+        return None
+    return post_clean_miou < COLLAPSE_FRACTION * clean_model_miou
+
+
+def harm_aware_score(removal: float | None, cost: float | None, is_collapsed: bool | None) -> float | None:
+    """The ranking score of one defended cell, in [-2, 1]: backdoor removal clipped to [-1, 1]
+    (one ASR increase cannot outweigh every other cell; a collapsed model's low ASR is the
+    collapse, not a removal, so it counts at most 0) minus the mIoU cost clipped at 0 (an mIoU gain
+    cannot buy back an ASR increase). No effect scores 0, and an ASR increase or a collapse
+    never scores above it. None when removal is undefined (nothing to remove) or cost missing."""
+    if removal is None or cost is None or math.isnan(removal) or math.isnan(cost):
+        return None
+    kept = min(1.0, max(-1.0, removal))
+    if is_collapsed:
+        kept = min(0.0, kept)
+    return kept - max(0.0, cost)
 
 
 def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:

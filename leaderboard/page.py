@@ -1,9 +1,11 @@
 """The leaderboard as one static HTML page: no server, no network, opens from disk.
 
-The page holds the same views as the Markdown (the attack x defense matrices of each model,
-coloured like the heatmaps; each model's rankings; the full table) with inline CSS and JavaScript:
-clicking a column header sorts its table (numbers numerically, missing values last; again to
-reverse), and the dataset / model / attack / defense filters hide the rows, matrix rows,
+The page holds the same views as the Markdown (the findings of the paired test; the attack x
+defense matrices of each model, coloured like the heatmaps; each model's rankings with the
+test's verdicts, pairwise separations and a link to its critical-difference diagram; the full
+table) with inline CSS and JavaScript:
+clicking a column header sorts its table (numbers numerically, by a cell's leading number when
+it has more text, missing values last; again to reverse), and the dataset / model / attack / defense filters hide the rows, matrix rows,
 matrix columns and model blocks that do not match. Like the Markdown it is rendered from the
 result files only, so the same files give the same bytes.
 """
@@ -18,8 +20,9 @@ from matplotlib.colors import to_hex
 
 from leaderboard import matrices
 from leaderboard.agreement import AGREEMENT_HEADERS, agreement_rows
+from leaderboard.findings import IMPROVEMENT_HEADERS, RANKING_TEXT, findings, improvement_rows, pairwise_rows
 from leaderboard.render import (GPU_SECTION, METRIC_COLUMNS, group_rows, hardware_header, load_results, poison_text,
-                                variant_labeller)
+                                variant_labeller, versions_note)
 from leaderboard.stats import MISSING, spread
 
 FILTER_KEYS = ("dataset", "model", "attack", "defense")
@@ -45,7 +48,9 @@ function sortValue(cell) {
   const raw = cell.dataset.sort !== undefined ? cell.dataset.sort : cell.textContent.trim();
   if (raw === "" || raw === "\\u2013") return null;
   const number = Number(raw);
-  return Number.isNaN(number) ? raw.toLowerCase() : number;
+  if (!Number.isNaN(number)) return number;
+  // "40.2 [33.6, 46.6]", "12 of 42", "85.0 (80.0–90.0)": sort by the leading number
+  return /^-?[0-9]/.test(raw) ? parseFloat(raw) : raw.toLowerCase();
 }
 function compare(a, b) {
   if (typeof a !== typeof b) return typeof a === "number" ? -1 : 1;
@@ -102,21 +107,28 @@ def render_html(results_dir: str | Path, gpu_results: str | Path | None = None) 
         f"<style>{STYLE}</style>", "</head>", "<body>",
         "<h1>Leaderboard: backdoor attacks and defenses on semantic segmentation</h1>",
         f'<p class="muted">Rendered by <code>python -m benchmark leaderboard --format html</code> from '
-        f"{len(results)} result file(s). Numbers are percentages; <code>a ± b</code> is the mean over seeds "
-        "± the half-width of its 95% confidence interval. Click a column header to sort; the filters "
-        "apply to every table.</p>",
+        f"{len(results)} result file(s). Numbers are percentages; <code>a (b–c)</code> is the mean over "
+        "a cell's seeds and their range, min to max (n seeds: the full table's column, each matrix's note); "
+        "differences between defenses are claimed only where the paired test of the rankings supports "
+        "them. Click a column header to sort; the filters apply to every table.</p>",
         filters_html(results, attack_label, defense_label),
-        "<h2>Attack x defense matrices</h2>",
     ]
     views = matrices.views(results, attack_label, defense_label)
+    parts += ["<h2>Findings</h2>",
+              '<p class="muted">What the paired test of each model\'s defenses supports; a difference not '
+              "named here is not resolved by these seeds.</p>",
+              "<ul>" + "".join(f"<li>{_e(' '.join(findings(view)))}</li>" for view in views) + "</ul>",
+              "<h2>Attack x defense matrices</h2>"]
     parts += views_html(views)
-    parts.append("<h2>Rankings</h2>")
+    parts += ["<h2>Rankings</h2>", f'<p class="muted">{_e(RANKING_TEXT.replace("`", ""))}</p>']
     for view in views:
         parts += [f'<section class="ranking" data-dataset="{_e(view.dataset)}" data-model="{_e(view.model)}">',
                   f"<h3>Defenses: {_e(view.title)}</h3>",
+                  f"<p>{_e(' '.join(findings(view)))}</p>",
                   table_html(matrices.DEFENSE_RANKING_HEADERS,
-                             matrices.defense_ranking(view.results, attack_label, defense_label),
+                             matrices.defense_ranking(view, attack_label, defense_label),
                              f"defenses-{view.slug}"),
+                  *ranking_extras_html(view, figure_dir),
                   f"<h3>Attacks: {_e(view.title)}</h3>",
                   table_html(matrices.ATTACK_RANKING_HEADERS,
                              matrices.attack_ranking(view.results, attack_label, defense_label),
@@ -133,6 +145,35 @@ def render_html(results_dir: str | Path, gpu_results: str | Path | None = None) 
     return "\n".join(parts) + "\n"
 
 
+def ranking_extras_html(view: matrices.View, figure_dir: Path) -> list[str]:
+    """The critical-difference diagram (linked: the page stays small), the pairwise verdicts
+    (each symbol's title holds its Holm-adjusted p) and the probabilities of improvement."""
+    analysis, parts = view.analysis, []
+    if (figure_dir / view.cd_name).is_file():
+        parts.append(f'<p><a href="figures/{_e(view.cd_name)}">critical-difference diagram (figure)</a></p>')
+    if analysis.rejects and analysis.separated_pairs:
+        headers, rows = pairwise_rows(analysis)
+        names = [row[1] for row in rows]
+        lines = ['<table class="pairwise">', "<thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers)
+                 + "</tr></thead>", "<tbody>"]
+        for row in rows:
+            cells = [f"<td>{_e(row[0])}</td>", f'<td class="name">{_e(row[1])}</td>']
+            for other, symbol in zip(names, row[2:]):
+                p = analysis.pvalues.get((row[1], other))
+                title = "" if p is None else f' title="{_e(row[1])} vs {_e(other)}: Holm p = {p:.2g}"'
+                cells.append(f"<td{title}>{_e(symbol)}</td>")
+            lines.append(f"<tr>{''.join(cells)}</tr>")
+        lines += ["</tbody>", "</table>"]
+        parts += ['<p class="muted">Pairwise (Wilcoxon-Holm): ▲ the row\'s defense is separated as better than '
+                  "the column's, ▼ as worse, · not separated; columns are the rows' numbers; hover for p.</p>",
+                  "\n".join(lines)]
+    if analysis.improvement:
+        parts += ['<p class="muted">Probability of improvement of the top tested defenses (a random seed of a '
+                  "random attack; ties half):</p>",
+                  table_html(IMPROVEMENT_HEADERS, improvement_rows(analysis), f"improvement-{view.slug}", name_column=0)]
+    return parts
+
+
 def views_html(views: list[matrices.View], prefix: str = "") -> list[str]:
     """Each view as a section the model / dataset filters can hide, its matrices as tables."""
     parts = []
@@ -140,7 +181,8 @@ def views_html(views: list[matrices.View], prefix: str = "") -> list[str]:
         parts.append(f'<section class="view" data-dataset="{_e(view.dataset)}" data-model="{_e(view.model)}">')
         parts.append(f"<h3>{_e(prefix + view.title)}</h3>")
         for matrix in view.matrices:
-            parts += [f"<h4>{_e(matrix.title)}</h4>", matrix_html(matrix)]
+            parts += [f"<h4>{_e(matrix.title)} <span class=\"muted\">({_e(matrix.seeds_note())})</span></h4>",
+                      matrix_html(matrix)]
         parts.append("</section>")
     return parts
 
@@ -149,7 +191,7 @@ def gpu_section_html(cpu: list[dict], gpu: list[dict]) -> list[str]:
     attack_label = variant_labeller(gpu, "attack", "attack_params")
     defense_label = variant_labeller(gpu, "defense", "defense_params")
     return [f"<h2>GPU: {_e(hardware_header(gpu))}</h2>",
-            f'<p class="muted">{_e(GPU_SECTION)} {len(gpu)} result file(s).</p>',
+            f'<p class="muted">{_e(GPU_SECTION)} {len(gpu)} result file(s). {_e(versions_note(cpu, gpu))}</p>',
             "<h3>Agreement with the CPU results</h3>",
             table_html(AGREEMENT_HEADERS, agreement_rows(cpu, gpu), "agreement", name_column=0),
             *views_html(matrices.views(gpu, attack_label, defense_label), prefix="GPU: ")]
@@ -173,6 +215,7 @@ def filters_html(results: list[dict], attack_label, defense_label) -> str:
 def matrix_html(matrix: matrices.Matrix) -> str:
     """A matrix as a table whose cells are coloured on the heatmap's scale."""
     cmap = colormaps[matrices.COLOUR_MAPS.get(matrix.metric, "viridis")]
+    low, high = matrices.COLOUR_RANGES.get(matrix.metric, (0.0, 1.0))
     head = "".join(f'<th data-defense="{_e(c)}">{_e(c)}</th>' for c in matrix.columns)
     lines = [f'<table class="matrix" data-metric="{_e(matrix.metric)}">',
              f"<thead><tr><th>attack \\ defense</th>{head}</tr></thead>", "<tbody>"]
@@ -183,7 +226,7 @@ def matrix_html(matrix: matrices.Matrix) -> str:
             if found is None:
                 cells.append(f'<td data-defense="{_e(column)}">{MISSING}</td>')
                 continue
-            rgba = cmap(min(max(found.mean, 0.0), 1.0))
+            rgba = cmap(min(max((found.mean - low) / (high - low), 0.0), 1.0))
             ink = "#fff" if sum(rgba[:3]) < 1.5 else "#000"
             cells.append(f'<td data-defense="{_e(column)}" style="background:{to_hex(rgba)};color:{ink}">'
                          f"{_e(found.text())}</td>")

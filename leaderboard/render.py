@@ -14,9 +14,14 @@ when any cell has one. The attack x defense heatmaps
 (``leaderboard.heatmaps``, written by ``python -m benchmark leaderboard --output FILE``) live in
 the same folder as ``heatmap-<view>-<metric>.png`` and are linked above their matrix.
 
-Views, in reading order: the attack x defense matrices of each model (post ASR, DER, detection
-AUROC), rankings of defenses and of attacks, the full table, costs. Spread over seeds is the
-95% confidence interval of the mean (``leaderboard.stats``).
+Views, in reading order: the findings of the paired test, the attack x defense matrices of each
+model (post ASR, DER, backdoor removal, detection AUROC), rankings of defenses (by the
+harm-aware score, with the paired test's verdicts, the critical-difference diagram
+``cd-<view>.png`` and the pairwise separations) and of attacks, the full table, costs. A cell's
+spread over seeds is its range, min to max (``leaderboard.stats``); differences between
+defenses are claimed only where the paired test supports them (``leaderboard.significance``).
+The harm-aware numbers are computed from a record's own fields when it predates them
+(``leaderboard.harm``).
 """
 
 from __future__ import annotations
@@ -37,8 +42,9 @@ from tabulate import tabulate
 from benchmark.engine import precision_name
 from benchmark.errors import BenchmarkError
 from benchmark.store import atomic_write_text, read_json
-from leaderboard import matrices
+from leaderboard import harm, matrices
 from leaderboard.agreement import AGREEMENT_HEADERS, agreement_rows
+from leaderboard.findings import IMPROVEMENT_HEADERS, RANKING_TEXT, findings, improvement_rows, pairwise_rows
 from leaderboard.stats import MISSING, spread_text
 
 log = logging.getLogger(__name__)
@@ -47,11 +53,12 @@ REQUIRED_KEYS = ("dataset", "model", "attack", "defense", "poison_rate", "seed",
 METRIC_COLUMNS = [
     ("clean_miou", "clean mIoU"), ("asr", "ASR"), ("baseline_asr", "baseline ASR"), ("pba", "PBA"),
     ("post_clean_miou", "post mIoU"), ("post_asr", "post ASR"), ("post_pba", "post PBA"),
-    ("der", "DER"), ("detection_auroc", "AUROC"),
+    ("der", "DER"), ("backdoor_removal", "removal"), ("miou_cost", "mIoU cost"), ("detection_auroc", "AUROC"),
 ]
 OPTIONAL_COLUMNS = [("collateral_asr", "collateral ASR"), ("post_collateral_asr", "post collateral ASR")]
 """Shown only when some result has them (attacks with a control region), so older tables keep their bytes."""
 ZOO_METRICS = """- **ASR, generalised**: a pixel counts as a hit when predicted as the label the attack wanted there (`poison_label` of its truth: the target for all-to-one rules, c + 1 mod C for an all-to-all rule). **Collateral ASR** (conditional and instance-level attacks): the same rate of the target on pixels where the trigger must not act (victims of images without the condition class; the victim instances other than the attacked one): low is what the attacker wants."""
+NO_DEFENSE_BLANK = {"der", "backdoor_removal", "miou_cost"}
 SEED_ATTACKS = {"image_level", "fine_grained"}
 CSV_LEADING = ["dataset", "model", "attack", "poison_rate", "defense", "seed"]
 REGENERATE = """\
@@ -67,13 +74,15 @@ The same shards' cells run on a GPU (`--device cuda`), whose results live in the
 (a cell's key does not name its device). Only the cells listed here ran there. The agreement table \
 matches each GPU result with the CPU result of the same cell and seed: the absolute difference in \
 points, and how often it is no larger than the standard deviation of that cell over the CPU's \
-seeds (what a reseed moves)."""
+seeds (what a reseed moves). The attacked model's clean mIoU and ASR are counted once per trained \
+model, the defended numbers once per cell."""
 METRICS = """\
-All numbers are percentages (fractions in [0, 1] times 100, one decimal). `a ± b` is the mean \
-over the `n` seeds of a cell ± the half-width of its 95% confidence interval (Student's t with \
-n − 1 degrees of freedom; one seed has none), so two numbers whose intervals overlap are within \
-the seed-to-seed spread; "post" means through the defended \
-predictor (a rejected input counts as not attacked and as wrong); {missing} = not applicable.
+All numbers are percentages (fractions times 100, one decimal). `a (b–c)` is the mean over the \
+`n` seeds of a cell and, in parentheses, the lowest and highest seed (one seed has no range; `n` \
+is the full table's column and each matrix's note). The range is what the seeds gave, not a \
+confidence interval: whether two defenses differ is decided by the paired test of the rankings, \
+not by comparing ranges. "post" means through the defended predictor (a rejected input counts \
+as not attacked and as wrong); {missing} = not applicable.
 
 - **clean mIoU**: mean IoU on the clean test set, from one dataset-level confusion matrix \
 (mean over classes present in the ground truth or the prediction).
@@ -81,9 +90,24 @@ predictor (a rejected input counts as not attacked and as wrong); {missing} = no
 target nor ignore; fine-grained attacks: the victim pixels) predicted as the target; \
 **baseline ASR**: the same on a model trained without poison.
 - **PBA**: mIoU on triggered test images with the attack region ignored: does the rest of \
-the scene survive the trigger?
-- **DER** (BackdoorBench): (max(0, ASR − post ASR) − max(0, clean mIoU − post mIoU) + 1) / 2; \
-50 = no effect, 100 = backdoor removed at no cost.
+the scene survive the trigger? Whole-image rules leave no such scene: under `image_level` only \
+the target's own pixels remain (PBA is then 100, 50 or 33 as zero, one or two other classes are \
+predicted on them), under `waba` (all-to-all) no pixel remains ({missing}).
+- **backdoor removal**: (ASR − post ASR) / (ASR − baseline ASR), the share of the backdoor's \
+lift over the clean model that the defense removed: 100 = back to the clean model, 0 = no \
+effect, negative = the defense strengthened the attack; {missing} when the lift is below 5 points \
+(nothing to remove). **mIoU cost**: clean mIoU − post mIoU. **collapsed**: post mIoU below half \
+of the clean (unpoisoned) model's clean mIoU.
+- **harm-aware score** (the rankings' number): backdoor removal clipped to [−100, 100] (at most 0 \
+for a collapsed model: its low ASR is the collapse, not a removal) minus the mIoU cost clipped \
+at 0. No effect scores 0; a defense that raises ASR or destroys the model scores below 0, so \
+neither can rank above `none`; one point of mIoU weighs as much as one percent of the \
+backdoor's lift. Cells whose lift is below 5 points have no score.
+- **DER** (BackdoorBench, kept as the field's number): (max(0, ASR − post ASR) − max(0, clean \
+mIoU − post mIoU) + 1) / 2; 50 = no effect, 100 = backdoor removed at no cost. It ignores ASR \
+increases (scored like no effect), rewards a collapsed model (it predicts no target either) and \
+uses raw ASR, which includes what the clean model predicts as the target anyway; the rankings \
+therefore do not use it.
 - **AUROC** (detectors only): area under the ROC curve of the detection score, clean vs \
 triggered test images.""".format(missing=MISSING)
 
@@ -108,9 +132,9 @@ class Row:
     results: list[dict] = field(default_factory=list)
 
     def values(self, key: str) -> list[float | None]:
-        if key == "der" and self.results[0]["defense"] == "none":
-            return []  # no defense: DER is 50 by definition and says nothing
-        return [r.get(key) for r in self.results]
+        if key in NO_DEFENSE_BLANK and self.results[0]["defense"] == "none":
+            return []  # no defense: DER is 50, removal and cost 0 by definition and say nothing
+        return [harm.value(r, key) for r in self.results]
 
 
 def load_results(results_dir: str | Path) -> list[dict]:
@@ -155,31 +179,40 @@ def render_leaderboard(results_dir: str | Path, gpu_results: str | Path | None =
         "## Metrics",
         METRICS,
         *([ZOO_METRICS] if any(r["attack"] not in SEED_ATTACKS for r in results) else []),
-        "## Attack x defense matrices",
-        "One block per model: rows are attacks, columns defenses (`none` = undefended). Post ASR: "
-        "lower is a better defense; DER: higher is.",
     ]
     views = matrices.views(results, attack_label, defense_label)
+    parts += ["## Findings",
+              "What the paired test of each model's defenses supports (details in Rankings); a difference "
+              "not named here is not resolved by these seeds.",
+              "\n".join(f"- {' '.join(findings(view))}" for view in views),
+              "## Attack x defense matrices",
+              "One block per model: rows are attacks, columns defenses (`none` = undefended). Post ASR: "
+              "lower is a better defense; DER and backdoor removal: higher is."]
     for view in views:
         parts.append(f"### {view.title}")
         for matrix in view.matrices:
             heatmap = figure_dir / view.heatmap_name(matrix)
             if heatmap.is_file():
                 parts.append(f"![{matrix.title}: {view.title}](figures/{heatmap.name})")
-            parts += [f"**{matrix.title}**", matrix_table(matrix)]
+            parts += [f"**{matrix.title}** ({matrix.seeds_note()})", matrix_table(matrix)]
     parts += [
         "## Rankings",
-        "Per model. Defenses by mean DER over the attacks (averaged per seed, ± over seeds); worst "
-        "post ASR: the highest mean post-defense ASR over the attacks it faced; mIoU cost: clean mIoU "
-        "minus post-defense clean mIoU. Attacks by mean post-defense ASR over the defenses (the attack "
-        "that survives defenses best first); the strongest defense is the one with the lowest mean "
-        "post ASR against it.",
+        RANKING_TEXT,
     ]
     for view in views:
-        parts += [f"### Defenses: {view.title}",
-                  markdown_table(matrices.defense_ranking(view.results, attack_label, defense_label),
-                                 matrices.DEFENSE_RANKING_HEADERS),
-                  f"### Attacks: {view.title}",
+        parts += [f"### Defenses: {view.title}", " ".join(findings(view)),
+                  markdown_table(matrices.defense_ranking(view, attack_label, defense_label),
+                                 matrices.DEFENSE_RANKING_HEADERS)]
+        if (figure_dir / view.cd_name).is_file():
+            parts.append(f"![critical-difference diagram: {view.title}](figures/{view.cd_name})")
+        if view.analysis.rejects and view.analysis.separated_pairs:
+            headers, table = pairwise_rows(view.analysis)
+            parts += ["Pairwise (Wilcoxon-Holm): ▲ the row's defense is separated as better than the column's, "
+                      "▼ as worse, · not separated; columns are the rows' numbers.", markdown_table(table, headers)]
+        if view.analysis.improvement:
+            parts += ["Probability of improvement of the top tested defenses (a random seed of a random attack; "
+                      "ties half):", markdown_table(improvement_rows(view.analysis), IMPROVEMENT_HEADERS)]
+        parts += [f"### Attacks: {view.title}",
                   markdown_table(matrices.attack_ranking(view.results, attack_label, defense_label),
                                  matrices.ATTACK_RANKING_HEADERS)]
     if (figure_dir / "asr_vs_poison_rate.png").is_file():
@@ -211,6 +244,7 @@ def gpu_section(cpu: list[dict], gpu: list[dict]) -> list[str]:
     parts = [f"## GPU: {hardware_header(gpu)}",
              GPU_SECTION + f" {len(gpu)} result file(s).",
              configuration(gpu),
+             versions_note(cpu, gpu),
              "### Agreement with the CPU results",
              markdown_table(agreement_rows(cpu, gpu), AGREEMENT_HEADERS)]
     for view in matrices.views(gpu, attack_label, defense_label):
@@ -218,6 +252,18 @@ def gpu_section(cpu: list[dict], gpu: list[dict]) -> list[str]:
         for matrix in view.matrices:
             parts += [f"**{matrix.title}**", matrix_table(matrix)]
     return parts
+
+
+def versions_note(cpu: list[dict], gpu: list[dict]) -> str:
+    """The GPU cells' package versions next to the CPU cells' they are compared with."""
+    ran, against = package_versions(gpu), package_versions(cpu)
+    same = "the same as" if ran == against else "not those of"
+    return f"Packages: the GPU cells ran with {ran}, {same} the CPU cells ({against})."
+
+
+def package_versions(results: list[dict]) -> str:
+    return distinct(", ".join(f"{k} {v}" for k, v in sorted(r["versions"].items()))
+                    for r in results if r.get("versions"))
 
 
 def hardware_header(results: list[dict]) -> str:
@@ -345,8 +391,7 @@ def configuration(results: list[dict]) -> str:
     """The settings the results were produced with; several values are listed when they differ."""
     budget = distinct(f"{r['clean_budget_images']} images ({100 * r['clean_budget_images'] / r['train_images']:.1f}% "
                       "of the training split)" for r in results if r.get("clean_budget_images") and r.get("train_images"))
-    versions = distinct(", ".join(f"{k} {v}" for k, v in sorted(r["versions"].items()))
-                        for r in results if r.get("versions"))
+    versions = package_versions(results)
     hardware = distinct(f"{r['hardware']} ({r.get('device', '?')})" for r in results if r.get("hardware"))
     lines = [
         f"- image size: {distinct(r.get('image_size') for r in results)} px",

@@ -106,3 +106,47 @@ def test_attack_success_rate_against_per_pixel_wanted_labels():
     counts = metrics.attack_success_counts(pred, region, wanted)
     assert counts.tolist() == [3, 5]  # hits at (0,0), (0,2), (1,0)
     assert metrics.attack_success_rate(counts) == pytest.approx(0.6)
+
+
+def test_backdoor_removal_by_hand():
+    # lift 0.9 - 0.1 = 0.8; post 0.3 removes 0.6 of it: 0.75
+    assert metrics.backdoor_removal(0.9, 0.3, 0.1) == pytest.approx(0.75)
+    assert metrics.backdoor_removal(0.9, 0.1, 0.1) == pytest.approx(1.0)
+    assert metrics.backdoor_removal(0.9, 0.9, 0.1) == 0.0
+    # the defense strengthens the attack: 0.5 -> 0.9 over a lift of 0.4 is -1
+    assert metrics.backdoor_removal(0.5, 0.9, 0.1) == pytest.approx(-1.0)
+    # below the clean model's rate: more than all of the lift removed
+    assert metrics.backdoor_removal(0.5, 0.0, 0.1) == pytest.approx(1.25)
+
+
+def test_backdoor_removal_is_undefined_without_a_lift():
+    assert metrics.backdoor_removal(0.14, 0.0, 0.1) is None  # lift 0.04 < 0.05
+    assert metrics.backdoor_removal(0.55, 0.5, 0.5) == pytest.approx(1.0)  # a lift of 0.05 is enough
+    assert metrics.backdoor_removal(0.1, 0.5, 0.3) is None  # negative lift
+    assert metrics.backdoor_removal(None, 0.5, 0.1) is None
+    assert metrics.backdoor_removal(0.9, math.nan, 0.1) is None
+
+
+def test_miou_cost_and_collapsed_by_hand():
+    assert metrics.miou_cost(0.88, 0.80) == pytest.approx(0.08)
+    assert metrics.miou_cost(0.80, 0.85) == pytest.approx(-0.05)  # a gain is a negative cost
+    assert metrics.miou_cost(None, 0.8) is None
+    # clean model 0.88: collapsed below 0.44
+    assert metrics.collapsed(0.031, 0.88) is True
+    assert metrics.collapsed(0.44, 0.88) is False
+    assert metrics.collapsed(0.4399, 0.88) is True
+    assert metrics.collapsed(None, 0.88) is None
+
+
+def test_harm_aware_score_never_ranks_harm_above_no_effect():
+    assert metrics.harm_aware_score(0.0, 0.0, False) == 0.0  # no effect
+    assert metrics.harm_aware_score(0.75, 0.02, False) == pytest.approx(0.73)
+    assert metrics.harm_aware_score(1.25, 0.0, False) == 1.0  # clipped
+    # fst on wanet: 0.31 -> 0.97 over a lift of ~0.3 is about -2.2: clipped to -1, minus its cost
+    assert metrics.harm_aware_score(-2.2, 0.05, False) == pytest.approx(-1.05)
+    # abl on pspnet/waba: ASR gone with the model (collapsed): at most 0, minus the cost
+    assert metrics.harm_aware_score(1.0, 0.55, True) == pytest.approx(-0.55)
+    assert metrics.harm_aware_score(-0.5, 0.55, True) == pytest.approx(-1.05)
+    # an mIoU gain does not lift an ASR increase above no effect
+    assert metrics.harm_aware_score(-0.1, -0.2, False) == pytest.approx(-0.1)
+    assert metrics.harm_aware_score(None, 0.0, False) is None

@@ -32,7 +32,20 @@ def test_committed_figures_are_the_committed_results_figures():
     views = leaderboard_views(RESULTS)
     names = {view.heatmap_name(matrix) for view in views for matrix in view.matrices}
     assert names == {p.name for p in (ROOT / "figures").glob("heatmap-*.png")}
+    diagrams = {view.cd_name for view in views if view.analysis.friedman is not None}
+    assert "cd-synthetic-unet-p10.png" in diagrams
+    assert diagrams == {p.name for p in (ROOT / "figures").glob("cd-*.png")}
     assert (ROOT / "figures" / "asr_vs_poison_rate.png").is_file()
+
+
+def test_committed_critical_difference_diagrams_are_byte_identical_re_renders():
+    from leaderboard.heatmaps import cd_diagram_png
+    from leaderboard.render import leaderboard_views
+
+    for view in leaderboard_views(RESULTS):
+        drawn = cd_diagram_png(view)
+        if drawn is not None:
+            assert drawn == (ROOT / "figures" / view.cd_name).read_bytes(), view.cd_name
 
 
 def test_committed_grid_is_every_attack_by_every_defense_on_the_default_model():

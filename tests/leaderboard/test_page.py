@@ -80,9 +80,9 @@ def test_page_sorts_and_filters_in_a_real_browser(page: Path) -> None:
 
         header = next(h for h in driver.find_elements(By.CSS_SELECTOR, "#results thead th") if h.text == "post ASR")
         header.click()
-        assert column("post ASR") == ["5.0", "20.0", "50.0", "85.0 ± 63.5", "99.9"]
+        assert column("post ASR") == ["5.0", "20.0", "50.0", "85.0 (80.0–90.0)", "99.9"]
         header.click()
-        assert column("post ASR") == ["99.9", "85.0 ± 63.5", "50.0", "20.0", "5.0"]
+        assert column("post ASR") == ["99.9", "85.0 (80.0–90.0)", "50.0", "20.0", "5.0"]
 
         Select(driver.find_element(By.ID, "filter-model")).select_by_value("fpn")
         assert column("model") == ["fpn", "fpn"]

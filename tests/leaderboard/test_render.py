@@ -42,20 +42,20 @@ def test_render_is_deterministic(results_dir: Path) -> None:
     assert render_leaderboard(results_dir).encode() == render_leaderboard(results_dir).encode()
 
 
-def test_seeds_of_one_row_give_mean_and_95_percent_interval(results_dir: Path) -> None:
+def test_seeds_of_one_row_give_mean_and_seed_range(results_dir: Path) -> None:
     row = table_row(render_leaderboard(results_dir), "unet", "fine_grained", "10%", "none")
     cells = [p.strip() for p in row.strip("|").split("|")]
-    # n=2, t(0.975, 1) = 12.706: clean mIoU 0.90/0.94 -> sd 0.0283, sem 0.02 -> 92.0 ± 25.4;
-    # ASR 0.80/0.90 -> sd 0.0707, sem 0.05 -> 85.0 ± 63.5; DER n/a without a defense
-    assert cells[4:7] == ["2", "92.0 ± 25.4", "85.0 ± 63.5"]
-    assert cells[7] == "1.0 ± 0.0"  # baseline ASR, identical over the seeds
-    assert cells[12] == "–"
+    # n=2: clean mIoU 0.90/0.94 -> mean 92.0, range 90.0-94.0; ASR 0.80/0.90 -> 85.0 (80.0-90.0)
+    assert cells[4:7] == ["2", "92.0 (90.0–94.0)", "85.0 (80.0–90.0)"]
+    assert cells[7] == "1.0 (1.0–1.0)"  # baseline ASR, identical over the seeds
+    assert cells[12:15] == ["–", "–", "–"]  # DER, removal and mIoU cost say nothing without a defense
 
 
 def test_percentages_and_detection_auroc(results_dir: Path) -> None:
     text = render_leaderboard(results_dir)
     cells = [p.strip() for p in table_row(text, "unet", "fine_grained", "10%", "strip").strip("|").split("|")]
-    assert cells[4:] == ["1", "90.0", "80.0", "1.0", "85.0", "85.0", "20.0", "85.0", "67.5", "97.3"]
+    # removal (0.80 - 0.20) / (0.80 - 0.01) = 0.7595; mIoU cost 0.90 - 0.85 = 5 points
+    assert cells[4:] == ["1", "90.0", "80.0", "1.0", "85.0", "85.0", "20.0", "85.0", "67.5", "75.9", "5.0", "97.3"]
     image_level = table_row(text, "unet", "image_level", "10%", "none")
     assert "99.9" in image_level and image_level.rstrip("| ").endswith("–")  # no AUROC
 
@@ -71,19 +71,27 @@ def test_sections_rankings_and_configuration(results_dir: Path) -> None:
         assert heading in text
     assert "smp 0.5.0, timm 1.0.0, torch 2.5.0" in text
     assert "10 images (5.0% of the training split)" in text
-    # strip: one cell, DER 67.5, worst post ASR 20.0 (fine_grained), mIoU cost 90.0 - 85.0 = 5.0
-    assert cells_of(table_row(text, "1", "strip")) == ["1", "strip", "67.5", "20.0 (fine_grained)", "5.0", "1"]
+    # strip: one cell, removal 0.7595 - cost 0.05 = score 70.9; one seed, so not in the paired
+    # test (which needs three defenses anyway); DER 67.5, worst post ASR 20.0 (fine_grained)
+    assert cells_of(table_row(text, "1", "strip")) == [
+        "1", "strip", "70.9", "1", "–", "–", "75.9", "5.0", "0 of 1", "0 of 1", "67.5",
+        "20.0 (fine_grained)", "1"]
+    assert cells_of(table_row(text, "2", "none"))[2:6] == ["0.0 [0.0, 0.0]", "2", "–", "–"]
     # attacks by mean post ASR over defended cells: image_level has none (–), fine_grained 20.0;
-    # fine_grained's undefended ASR: seed 0 -> mean(0.80, 0.80) = 0.80, seed 1 -> 0.90: 85.0 ± 63.5
+    # fine_grained's undefended ASR: seed 0 -> mean(0.80, 0.80) = 0.80, seed 1 -> 0.90; lift
+    # 0.79 / 0.89; the defenses' mean removal: strip's 75.9
     assert cells_of(table_row(text, "1", "fine_grained")) == [
-        "1", "fine_grained", "20.0", "85.0 ± 63.5", "1.0 ± 0.0", "strip (20.0)", "1"]
+        "1", "fine_grained", "20.0", "85.0 (80.0–90.0)", "1.0 (1.0–1.0)", "84.0 (79.0–89.0)", "75.9", "strip (20.0)",
+        "1"]
+    assert "too few defenses or blocks for a paired test" in text
 
 
 def test_attack_by_defense_matrices(results_dir: Path) -> None:
     text = render_leaderboard(results_dir)
     matrix = text.split("**post-defense ASR (none = undefended ASR)**")[1]
     assert cells_of(table_row(matrix, "attack \\ defense")) == ["attack \\ defense", "none", "strip"]
-    assert cells_of(table_row(matrix, "fine_grained")) == ["fine_grained", "85.0 ± 63.5", "20.0"]
+    assert cells_of(table_row(matrix, "fine_grained")) == ["fine_grained", "85.0 (80.0–90.0)", "20.0"]
+    assert "**post-defense ASR (none = undefended ASR)** (n = 1 seed per cell; 2 for fine_grained / none)" in text
     assert cells_of(table_row(matrix, "image_level")) == ["image_level", "99.9", "–"]
     der = text.split("**DER (50 = no effect, 100 = backdoor removed at no cost)**")[1]
     assert cells_of(table_row(der, "fine_grained")) == ["fine_grained", "67.5"]
@@ -98,7 +106,7 @@ def test_heatmaps_are_written_linked_and_stable(results_dir: Path) -> None:
     figures = results_dir.parent / "figures"
     paths = write_heatmaps(leaderboard_views(results_dir), figures)
     assert sorted(p.name for p in paths) == [
-        "heatmap-synthetic-unet-p10-der.png", "heatmap-synthetic-unet-p10-detection_auroc.png",
+        "heatmap-synthetic-unet-p10-backdoor_removal.png", "heatmap-synthetic-unet-p10-der.png", "heatmap-synthetic-unet-p10-detection_auroc.png",
         "heatmap-synthetic-unet-p10-post_asr.png"]
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths)
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in paths}
@@ -120,14 +128,16 @@ def test_figure_links_only_for_existing_files(results_dir: Path) -> None:
     assert "figures/" not in render_leaderboard(results_dir)
 
 
-def test_confidence_interval_against_hand_computed_values() -> None:
+def test_seed_range_against_hand_computed_values() -> None:
     from leaderboard.stats import spread, spread_text
 
-    # 0.8, 0.9, 1.0: mean 0.9, sd 0.1, sem 0.1/sqrt(3) = 0.057735, t(0.975, 2) = 4.302653
     found = spread([0.8, 0.9, 1.0, None])
-    assert found.n == 3 and found.mean == pytest.approx(0.9)
-    assert found.half_width == pytest.approx(4.302653 * 0.057735, rel=1e-5)
-    assert spread_text([0.8, 0.9, 1.0]) == "90.0 ± 24.8"
+    assert found.n == 3 and found.mean == pytest.approx(0.9) and (found.low, found.high) == (0.8, 1.0)
+    assert spread_text([0.8, 0.9, 1.0]) == "90.0 (80.0–100.0)"
+    # 0 / 100 / 100 (scale_up on image_level): the range stays inside [0, 100]
+    assert spread_text([0.0, 1.0, 1.0]) == "66.7 (0.0–100.0)"
+    assert spread_text([-1.2, -0.5]) == "-85.0 (-120.0 to -50.0)"  # backdoor removal can be negative
+    assert spread_text([-0.0001, 0.2]) == "10.0 (0.0–20.0)"  # never "-0.0"
     assert spread_text([0.5]) == "50.0" and spread_text([None]) == "–"
 
 
@@ -198,5 +208,5 @@ def test_rankings_are_per_model(tmp_path: Path, fake_result) -> None:
     text = render_leaderboard(folder)
     unet = text.split("### Defenses: synthetic / unet")[1]
     fpn = text.split("### Defenses: synthetic / fpn")[1].split("### Attacks")[0]
-    assert cells_of(table_row(unet, "1", "pruning"))[2] == "90.0"
-    assert cells_of(table_row(fpn, "1", "pruning"))[2] == "30.0"  # not the mean of both models
+    assert cells_of(table_row(unet, "1", "pruning"))[10] == "90.0"  # mean DER
+    assert cells_of(table_row(fpn, "1", "pruning"))[10] == "30.0"  # not the mean of both models
