@@ -66,11 +66,15 @@ def build(spec: RunSpec, data: SegmentationDataset, attack: Attack, defense: Def
     }
     if after is None:
         result.update(not_applicable=outcome.fitted.not_applicable, post_clean_miou=None, post_asr=None,
-                      post_pba=None, der=None, post_per_class_iou=None)
+                      post_pba=None, der=None, backdoor_removal=None, miou_cost=None, collapsed=None,
+                      post_per_class_iou=None)
         return json_safe(result)
     result.update(
         post_clean_miou=after.clean_miou, post_asr=after.asr, post_pba=after.pba,
         der=metrics.defense_effectiveness_rating(before.asr, after.asr, before.clean_miou, after.clean_miou),
+        backdoor_removal=metrics.backdoor_removal(before.asr, after.asr, baseline.asr),
+        miou_cost=metrics.miou_cost(before.clean_miou, after.clean_miou),
+        collapsed=metrics.collapsed(after.clean_miou, baseline.clean_miou),
         post_per_class_iou=after.per_class_iou)
     result.update(detection_metrics(after, outcome.fitted.predictor))
     if before.collateral_asr is not None:  # attacks with a control region (conditional, instance-level)
