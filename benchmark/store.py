@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -68,15 +69,21 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def read_json(path: Path) -> dict | None:
-    """The JSON object at ``path``, or None if absent or unreadable (then it is redone)."""
+def read_json(path: Path, unreadable: str = "it will be recomputed") -> dict | None:
+    """The JSON object at ``path``, or None if absent or unreadable (a warning says what then
+    happens: ``unreadable``, once per file and process however often it is read)."""
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as error:
-        log.warning("ignoring unreadable %s (%s); it will be recomputed", path, error)
+        _warn_unreadable(str(path), str(error), unreadable)
         return None
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_unreadable(path: str, error: str, consequence: str) -> None:
+    log.warning("ignoring unreadable %s (%s); %s", path, error, consequence)
 
 
 @contextlib.contextmanager

@@ -138,7 +138,8 @@ def views(results: list[dict], attack_label: Label, defense_label: Label) -> lis
         group = groups[(dataset, model, rate)]
         attacks = sorted({attack_label(r) for r in group})
         defenses = sorted({defense_label(r) for r in group}, key=lambda d: (d != "none", d))
-        post_asr = Matrix("post_asr", "post-defense ASR (none = undefended ASR)", attacks, defenses)
+        post_asr = Matrix("post_asr", "post-defense ASR" + (" (none = undefended ASR)" if "none" in defenses else ""),
+                          attacks, defenses)
         defended = [d for d in defenses if d != "none"]
         der = Matrix("der", "DER (50 = no effect, 100 = backdoor removed at no cost)", attacks, defended)
         removal = Matrix("backdoor_removal", "backdoor removal (share of the lift over the clean model removed; "

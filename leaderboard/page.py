@@ -21,8 +21,9 @@ from matplotlib.colors import to_hex
 from leaderboard import matrices
 from leaderboard.agreement import AGREEMENT_HEADERS, agreement_rows
 from leaderboard.findings import IMPROVEMENT_HEADERS, RANKING_TEXT, findings, improvement_rows, pairwise_rows
-from leaderboard.render import (GPU_SECTION, METRIC_COLUMNS, group_rows, hardware_header, load_results, poison_text,
-                                variant_labeller, versions_note)
+from leaderboard.render import (COSTS_TEXT, DEFENSE_COST_HEADERS, GPU_SECTION, METRIC_COLUMNS, TRAINING_COST_HEADERS,
+                                cost_rows, group_rows, hardware_header, load_results, poison_text, variant_labeller,
+                                versions_note)
 from leaderboard.stats import MISSING, spread
 
 FILTER_KEYS = ("dataset", "model", "attack", "defense")
@@ -139,6 +140,10 @@ def render_html(results_dir: str | Path, gpu_results: str | Path | None = None) 
     parts += [
         "<h2>Full table</h2>", '<p id="shown" class="muted"></p>', results_table_html(rows, figure_dir),
     ]
+    training_costs, defense_costs = cost_rows(results, defense_label)
+    parts += ["<h2>Costs</h2>", f'<p class="muted">{_e(COSTS_TEXT.replace("`", ""))}</p>',
+              table_html(TRAINING_COST_HEADERS, training_costs, "training-costs", name_column=0),
+              table_html(DEFENSE_COST_HEADERS, defense_costs, "defense-costs", name_column=0)]
     if gpu_results is not None:
         parts += gpu_section_html(results, load_results(gpu_results))
     parts += [f"<script>{SCRIPT}</script>", "</body>", "</html>"]

@@ -139,13 +139,13 @@ class Row:
 
 def load_results(results_dir: str | Path) -> list[dict]:
     """All result records in ``results_dir``, sorted by dataset, model, attack, poison rate,
-    defense, seed and cell key (unreadable files are skipped with a warning by ``read_json``)."""
+    defense, seed and cell key (unreadable files are skipped, with one warning each)."""
     folder = Path(results_dir)
     if not folder.is_dir():
         raise BenchmarkError(f"results folder {str(folder)!r} does not exist; run `python -m benchmark run` first")
     results = []
     for path in sorted(folder.glob("*.json")):
-        record = read_json(path)
+        record = read_json(path, unreadable="it is left out")
         if record is None:
             continue
         missing = [key for key in REQUIRED_KEYS if key not in record]
@@ -156,6 +156,17 @@ def load_results(results_dir: str | Path) -> list[dict]:
         raise BenchmarkError(f"no result files (*.json) in {str(folder)!r}; run `python -m benchmark run` first")
     return sorted(results, key=lambda r: (r["dataset"], r["model"], r["attack"], _rate(r), r["defense"],
                                           r["seed"], r["cell"]))
+
+
+COMMITTED_RESULTS = Path(__file__).parent / "results"
+
+
+def regenerate_block(results_dir: str | Path) -> str:
+    """How to regenerate this page: the committed grid's shards, or, for a user's own results,
+    the leaderboard command on their folder."""
+    if Path(results_dir).resolve() == COMMITTED_RESULTS.resolve():
+        return REGENERATE
+    return f"```bash\npython -m benchmark leaderboard --results {results_dir} --output LEADERBOARD.md\n```"
 
 
 def render_leaderboard(results_dir: str | Path, gpu_results: str | Path | None = None) -> str:
@@ -173,7 +184,7 @@ def render_leaderboard(results_dir: str | Path, gpu_results: str | Path | None =
         "# Leaderboard: backdoor attacks and defenses on semantic segmentation",
         f"Rendered by `python -m benchmark leaderboard` from {len(results)} result file(s); do not edit "
         "by hand. To regenerate:",
-        REGENERATE,
+        regenerate_block(results_dir),
         "## Configuration",
         configuration(results),
         "## Metrics",
@@ -226,9 +237,7 @@ def render_leaderboard(results_dir: str | Path, gpu_results: str | Path | None =
                                               figure_dir if figures else None)]
     parts += [
         "## Costs",
-        "Mean wall seconds: training per attacked model; per defense cell, fitting the defense and "
-        "evaluating the defended predictor on the clean and the triggered test set (`none` reuses the "
-        "undefended evaluation).",
+        COSTS_TEXT,
         cost_tables(results, defense_label),
     ]
     if gpu_results is not None:
@@ -377,14 +386,27 @@ def figure_links(results: list[dict], figure_dir: Path) -> str:
     return " ".join(links) or MISSING
 
 
-def cost_tables(results: list[dict], defense_label: Callable[[dict], str]) -> str:
+COSTS_TEXT = ("Mean wall seconds: training per attacked model; per defense cell, fitting the defense and "
+              "evaluating the defended predictor on the clean and the triggered test set (`none` reuses the "
+              "undefended evaluation).")
+TRAINING_COST_HEADERS = ["model", "mean train s", "trained models"]
+DEFENSE_COST_HEADERS = ["defense", "mean fit s", "mean defended evaluation s", "cells"]
+
+
+def cost_rows(results: list[dict], defense_label: Callable[[dict], str]) -> tuple[list[list[str]], list[list[str]]]:
+    """The rows of the two cost tables (training per model; fitting and evaluation per defense),
+    shared by the Markdown and the page."""
     training = [[name, seconds(mean(r.get("train_seconds") for r in group)), str(len(group))]
                 for name, group in grouped(trained_models(results), lambda r: r["model"]).items()]
     defenses = [[name, seconds(mean(r.get("defense_seconds") for r in group)),
                  seconds(mean(r.get("eval_seconds") for r in group)), str(len(group))]
                 for name, group in grouped(results, defense_label).items()]
-    return "\n\n".join([markdown_table(training, ["model", "mean train s", "trained models"]),
-                        markdown_table(defenses, ["defense", "mean fit s", "mean defended evaluation s", "cells"])])
+    return training, defenses
+
+
+def cost_tables(results: list[dict], defense_label: Callable[[dict], str]) -> str:
+    training, defenses = cost_rows(results, defense_label)
+    return "\n\n".join([markdown_table(training, TRAINING_COST_HEADERS), markdown_table(defenses, DEFENSE_COST_HEADERS)])
 
 
 def configuration(results: list[dict]) -> str:
