@@ -16,6 +16,7 @@ the one :class:`Predictor` interface ``predict(images) -> (labels [B,H,W], rejec
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import ClassVar, Iterator
 
@@ -147,11 +148,11 @@ class DetectionDefense(Defense):
     fpr: float = 0.05
     """Target false-positive rate on clean inputs, which sets the rejection threshold."""
     calibration: str = Plugin.added("rank", legacy="quantile")
-    """``rank``: the calibration score of rank ``(n + 1)(1 - fpr)`` (interpolated; the largest
-    if that rank exceeds ``n``), which a new clean score exchangeable with the ``n``
-    calibration scores exceeds with probability about ``fpr`` (the split-conformal rule);
-    ``quantile``: the ``1 - fpr`` quantile with linear interpolation, the former rule, which
-    rejects more: about 8.5% of clean inputs at fpr 0.05 with 25 calibration images."""
+    """``rank``: the split-conformal threshold, the calibration score of rank
+    ``ceil((n + 1)(1 - fpr))``, which a new clean score exchangeable with the ``n`` calibration
+    scores exceeds with probability at most ``fpr`` (at least ``fpr - 1 / (n + 1)``: 3.9% at
+    fpr 0.05 with 50 images); ``quantile``: the ``1 - fpr`` quantile with linear interpolation,
+    the former rule, which rejects more than ``fpr`` (8.5% with 25 images, 6.8% with 50)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.fpr < 1:
@@ -186,17 +187,14 @@ class DetectionDefense(Defense):
 
 
 def rank_threshold(clean_scores: torch.Tensor, fpr: float) -> float:
-    """The clean score of (interpolated) rank ``(n + 1)(1 - fpr)`` among ``n``, capped at the
-    largest. A new score exchangeable with them exceeds the ``k``-th smallest with probability
-    ``(n + 1 - k) / (n + 1)``, so this rank rejects about ``fpr`` of clean inputs whatever ``n``
-    (Vovk et al. 2005; Angelopoulos and Bates 2021, section 1.1 on split conformal)."""
+    """The clean score of rank ``ceil((n + 1)(1 - fpr))`` among ``n`` (the largest if that rank
+    exceeds ``n``, which then rejects ``1 / (n + 1)``). A new score exchangeable with them
+    exceeds the ``k``-th smallest with probability ``(n + 1 - k) / (n + 1)`` (split conformal
+    prediction; Angelopoulos and Bates 2021, "A Gentle Introduction to Conformal Prediction",
+    section 1)."""
     ordered = clean_scores.double().flatten().cpu().sort().values
-    n = len(ordered)
-    rank = min(float(n), max(1.0, (n + 1) * (1 - fpr)))  # 1-based
-    low = int(rank) - 1
-    high = min(n - 1, low + 1)
-    weight = rank - int(rank)
-    return float(ordered[low] + weight * (ordered[high] - ordered[low]))
+    rank = min(len(ordered), math.ceil((len(ordered) + 1) * (1 - fpr) - 1e-9))
+    return float(ordered[max(rank, 1) - 1])
 
 
 class DetectingPredictor(Predictor):
