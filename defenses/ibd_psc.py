@@ -27,6 +27,14 @@ ones (detection AUROC 0.0 on ``image_level``, every seed; the raw mean PSC separ
 at every amplified depth we tried, 1 to 30 of 42 layers). ``standardize=true, split=true``
 reproduces the committed cells.
 
+Known limit (the ``image_level`` control, ``tests/controls``): AUROC 1.0 on seeds 0 and 2,
+0.0 on seed 1. On the seed-1 model the backdoor does not survive amplification: with the last
+8 layers (the decoder's) amplified, triggered pixels keep their label with mean probability
+0.69 against 0.71 for clean ones, and with 20 or more (into the encoder) 0.43 against 0.69;
+only the last 1-4 layers keep the premise (AUROC 0.98-1.0), at a clean pixel error of 0.04-0.10,
+far below the official ``xi = 0.6``, which picks 24 layers here. Choosing ``error`` by that
+would be choosing on the attack, so the official rule stays.
+
 A model without BatchNorm (SegFormer uses LayerNorm) cannot be amplified this way: the defense
 says so in one line. Layers are ordered as the model registers them (encoder, then decoder,
 then head in the smp models), which is their order in the forward pass.

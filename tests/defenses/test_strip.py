@@ -117,7 +117,7 @@ class Recorder(nn.Module):
         return self.conv(x)
 
 
-@pytest.mark.parametrize("blend", ["add", "sum", "convex"])
+@pytest.mark.parametrize("blend", ["add", "centred", "sum", "convex"])
 def test_blend_is_the_papers_sum_the_clipped_sum_or_the_convex_mix(blend: str, make_budget) -> None:
     strip = registry.get("strip").create({"n": 2, "blend": blend, "chunk": 1000})
     strip.setup(None, make_budget(n=4, size=8))
@@ -125,7 +125,8 @@ def test_blend_is_the_papers_sum_the_clipped_sum_or_the_convex_mix(blend: str, m
     strip.score(model, images)
     (mixed,) = model.inputs
     overlay = strip._overlays[0]
-    expected = {"add": images[0] + overlay, "sum": (images[0] + overlay).clamp(max=1),
+    mean = strip._pixel_mean[0]
+    expected = {"add": images[0] + overlay, "centred": images[0] + overlay - mean, "sum": (images[0] + overlay).clamp(max=1),
                 "convex": 0.5 * images[0] + 0.5 * overlay}[blend]
     torch.testing.assert_close(mixed[0], expected)
     assert blend != "add" or mixed.max() > 1  # the paper's float sum does not saturate
@@ -147,3 +148,12 @@ def test_both_directions_score_the_distance_from_the_clean_median(make_budget) -
     median = low.calibration_scores(model, budget).median()
     images = torch.rand(3, 3, 16, 16)
     torch.testing.assert_close(both.score(model, images), (low.score(model, images) - median).abs())
+
+
+def test_split_calibrates_on_the_second_half_only_and_keeps_the_committed_keys(make_budget) -> None:
+    budget, model = make_budget(n=8, size=16), _conv()
+    strip = registry.get("strip").create({"n": 4, "split": "true"})
+    calibration = strip.setup(model, budget)
+    assert torch.equal(calibration.images, budget.split(0.5)[1].images)
+    torch.testing.assert_close(strip.calibration_scores(model, calibration), strip.score(model, calibration.float_images()))
+    assert "split" not in strip.key_params()
