@@ -7,10 +7,24 @@ dominates. The scaled prediction consistency (SPC) of an input is the fraction o
 copies, ``n`` in ``scales``, whose prediction equals the input's own: high = suspicious.
 
 Segmentation specifics: SPC is computed per pixel (the fraction of scales at which the pixel's
-label is unchanged), standardised by the clean pixels of its predicted class (the paper's
-data-limited variant, which standardises by per-class statistics of benign samples; on by
-default, ``standardize=false`` gives the plain SPC) and aggregated per image by ``aggregate``
-(``defenses.pixel_detection``). The scales are the official code's.
+label is unchanged) and an image scores the mean over its pixels (``aggregate=mean``: the
+fraction of pixel predictions that survive, the classifier's SPC counted per pixel).
+
+Why not standardised (``standardize=false``, the default): the per-class standardisation of
+the paper's data-limited variant compares a pixel with clean pixels *predicted as its class*.
+An image-level trigger turns the whole map into the target, and the target (road) is the
+class whose clean pixels survive scaling best, so a triggered pixel, standardised by clean
+road pixels, looks ordinary or even unstable: with ``standardize=true, aggregate=quantile``
+(the committed cells) the detection AUROC on ``image_level`` was 1.0, 0.0, 0.0 on seeds 0, 1,
+2, its sign set by how stable road happened to be on each model. The raw SPC has one
+direction on every seed. The official code scores the raw SPC (``test.py``), and BackdoorBox
+standardises by one global mean and deviation, which does not change a ranking.
+
+Sources read: JunfengGo/SCALE-UP ``test.py`` (SPC: the fraction of the scaled predictions
+equal to the original one; scales 3, 5, 7, 9, 11) and BackdoorBox
+``core/defenses/SCALE_UP.py`` (``clip(x * n, 0, 1)`` on [0, 1] inputs; the data-limited mean
+and deviation over all benign samples). Departure: the threshold is the clean budget's rank
+at ``fpr`` (every detector's rule) instead of the fixed ``T = 0.5``.
 """
 
 from __future__ import annotations
@@ -27,6 +41,11 @@ class ScaleUp(PixelDetectionDefense):
 
     name = "scale_up"
 
+    aggregate: str = "mean"
+    """How the per-pixel map becomes one score per image: the mean, the fraction of surviving
+    pixel predictions (``quantile`` at 0.99 with standardisation reproduces the committed cells)."""
+    standardize: bool = False
+    """Standardise each pixel's SPC by clean pixels of its predicted class (off: see above)."""
     scales: tuple[float, ...] = (3.0, 5.0, 7.0, 9.0, 11.0)
     """Factors the pixel values are multiplied by (then clipped to [0, 1])."""
 

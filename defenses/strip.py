@@ -11,17 +11,37 @@ the ``n`` blends into an entropy map. ``global`` scores an image by the mean of 
 image-level attacks that flip the whole scene); ``local`` by a low quantile of it, so that a
 small confidently-flipped region (a fine-grained attack on one class) is not averaged away.
 The score is the negated entropy, so higher means more suspicious. Half of the budget is the
-overlay pool; the other half calibrates the rejection threshold. All ``B x n`` blends of a
-batch go through the model in forwards of at most ``chunk`` images.
+overlay pool that test inputs are blended with; the other half is scored with it to calibrate
+the rejection threshold, and, with the roles swapped (blended with the second half), so is
+the first half, so that all 50 budget images calibrate, not 25 (``split=true``, the committed
+cells, calibrates on the second half only). All ``B x n`` blends of a batch go through the
+model in forwards of at most ``chunk`` images.
 
-The blend: the paper's code superimposes with ``cv2.addWeighted(x, 1, overlay, 1, 0)``, a
-saturating sum in which the trigger keeps its full strength (``blend=sum``, the default). The
-first version of this defense blended convexly, ``(1 - alpha) * x + alpha * overlay``
-(``blend=convex``), which halves the trigger at alpha 0.5; it is kept as an option, and the
-committed leaderboard's strip cells were computed with it. ``direction=both`` (not in the
-paper) scores the distance of an input's entropy from the median entropy of the calibration
-images, in either direction, for backdoors that make blends *less* confident than clean ones;
-the median comes from clean budget images only.
+The blend: the paper's notebook (garrisongys/STRIP, ``STRIP_CIFAR10DeepArchit_Tb.ipynb``,
+``superimpose``) adds two float images in [0, 1] with ``cv2.addWeighted(x, 1, overlay, 1, 0)``,
+which does not saturate float images: the blend is the plain sum in [0, 2], in which the
+trigger keeps its full contrast (``blend=add``, the default). BackdoorBench adds in the
+normalised space, which for a model that normalises its input is ``x + overlay - mean``
+in pixels (``blend=centred``, the mean of the budget's pixels per channel). ``blend=sum``
+clips the sum at 1, which erases much of a trigger on
+bright scenes (a third of the pixels exceed 0.5); the committed cells used it.
+``blend=convex``, ``(1 - alpha) * x + alpha * overlay``, halves the trigger at alpha 0.5 (the
+first version). ``direction=both`` (not in the paper) scores the distance of an input's
+entropy from the median entropy of the calibration images, in either direction, for
+backdoors that make blends *less* confident than clean ones; the median comes from clean
+budget images only.
+
+Departures: the threshold is the clean budget's rank at ``fpr`` (the notebook fits a normal
+distribution to clean entropies and takes its 1% quantile); the entropy is per pixel.
+
+Known limit (the ``image_level`` control, ``tests/controls``): it holds on seed 0 (AUROC 1.0)
+but not on seeds 1 and 2 (0.39, 0.66 with ``add``; 0.68 with ``centred`` on seed 1). On the
+seed-1 model the trigger's prediction is no more confident than a clean one (mean pixel
+entropy 0.171 triggered, 0.155 clean, unblended), and blending keeps the target on only
+55% (``add``) or 87% (``centred``) of a triggered map's pixels at an entropy close to a
+clean blend's (0.66 vs 0.63; 0.33 vs 0.37): the premise that a trigger makes blends
+confident does not hold there. The clipped ``sum`` (with the former calibration) reached
+AUROC 1.00, 0.52, 1.00 on the same three models, so clipping is not what fails seed 1.
 """
 
 from __future__ import annotations
@@ -38,7 +58,7 @@ from defenses.base import CleanBudget, DetectionDefense
 log = logging.getLogger(__name__)
 
 VARIANTS = ("global", "local")
-BLENDS = ("sum", "convex")
+BLENDS = ("add", "centred", "sum", "convex")
 DIRECTIONS = ("low", "both")
 
 
@@ -49,8 +69,12 @@ class Strip(DetectionDefense):
 
     n: int = 32
     """Overlay images blended with each input."""
-    blend: str = Plugin.added("sum", legacy="convex")
-    """``sum``: ``min(1, input + overlay)``, the paper's code; ``convex``: ``(1 - alpha) * input + alpha * overlay``."""
+    blend: str = Plugin.added("add", legacy="convex")
+    """``add``: ``input + overlay``, the paper's code; ``centred``: ``input + overlay - mean``
+    (BackdoorBench's normalised sum); ``sum``: ``min(1, input + overlay)`` (the committed
+    cells); ``convex``: ``(1 - alpha) * input + alpha * overlay``."""
+    split: bool = Plugin.added(False, legacy=True)
+    """Calibrate on the second half only (the committed cells) instead of the whole budget."""
     alpha: float = 0.5
     """Weight of the overlay in a ``convex`` blend."""
     direction: str = Plugin.added("low")
@@ -81,16 +105,37 @@ class Strip(DetectionDefense):
             raise ValueError(f"chunk must be >= 0 (0 = automatic), got {self.chunk}")
 
     def setup(self, model: nn.Module, budget: CleanBudget) -> CleanBudget:
-        """Keep the first half's images as overlays (cycled to ``n``); calibrate on the rest."""
+        """Keep the first half's images as overlays (cycled to ``n``); calibrate on the whole budget."""
         if len(budget) < 2:
             raise BenchmarkError(f"strip needs at least 2 budget images, got {len(budget)}")
-        pool, calibration = budget.split(0.5)
-        self._overlays = pool.float_images()[torch.arange(self.n) % len(pool)]
+        self._pool, self._rest = budget.split(0.5)
+        self._pixel_mean = budget.float_images().mean(dim=(0, 2, 3)).view(1, 3, 1, 1)
+        self._overlays = self.overlays_of(self._pool)
+        calibration = self._rest if self.split else budget
         log.info("strip: %d overlays from %d pool images, %d images calibrate the threshold",
-                 self.n, len(pool), len(calibration))
+                 self.n, len(self._pool), len(calibration))
         if self.direction == "both":
-            self._clean_median = torch.cat([self.entropy_score(model, images) for images, _ in calibration.batches()]).median()
+            self._clean_median = self.calibration_entropies(model).median()
         return calibration
+
+    def overlays_of(self, pool: CleanBudget) -> torch.Tensor:
+        return pool.float_images()[torch.arange(self.n) % len(pool)]
+
+    def calibration_entropies(self, model: nn.Module) -> torch.Tensor:
+        """Negated entropies of the second half blended with the pool and (unless ``split``) of
+        the pool blended with the second half: no image is blended with itself."""
+        rest = [self.entropy_score(model, images) for images, _ in self._rest.batches()]
+        if self.split:
+            return torch.cat(rest)
+        swapped = self.overlays_of(self._rest)
+        pool = [self.entropy_score(model, images, swapped) for images, _ in self._pool.batches()]
+        return torch.cat(pool + rest)
+
+    def calibration_scores(self, model: nn.Module, calibration: CleanBudget) -> torch.Tensor:
+        entropies = self.calibration_entropies(model)
+        if self.direction == "both":
+            return (entropies - self._clean_median.to(entropies.device)).abs()
+        return entropies
 
     def score(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         low_entropy = self.entropy_score(model, images)
@@ -98,15 +143,20 @@ class Strip(DetectionDefense):
             return (low_entropy - self._clean_median.to(low_entropy.device)).abs()
         return low_entropy
 
-    def entropy_score(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """The negated blend entropy of each image (the paper's score: higher = more suspicious)."""
-        overlays = self._overlays.to(images.device)
+    def entropy_score(self, model: nn.Module, images: torch.Tensor, overlays: torch.Tensor | None = None) -> torch.Tensor:
+        """The negated blend entropy of each image (the paper's score: higher = more suspicious),
+        blended with ``overlays`` (default: the pool's)."""
+        overlays = (self._overlays if overlays is None else overlays).to(images.device)
         batch = images.shape[0]
         entropy = torch.zeros(batch, *images.shape[-2:], device=images.device)
         chunk = self.chunk or (512 if images.device.type == "cuda" else 32)
         for blend in torch.arange(batch * self.n, device=images.device).split(chunk):
             source, overlay = blend // self.n, blend % self.n
-            if self.blend == "sum":
+            if self.blend == "add":
+                mixed = images[source] + overlays[overlay]
+            elif self.blend == "centred":
+                mixed = images[source] + overlays[overlay] - self._pixel_mean.to(images.device)
+            elif self.blend == "sum":
                 mixed = (images[source] + overlays[overlay]).clamp(max=1)
             else:
                 mixed = (1 - self.alpha) * images[source] + self.alpha * overlays[overlay]

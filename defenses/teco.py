@@ -8,8 +8,16 @@ type the first severity at which the prediction changes (6 if it never does), an
 input by the standard deviation of those severities over the types: high = suspicious.
 
 Segmentation specifics: the first-change severity is found per pixel, so the deviation is a
-per-pixel map, standardised per predicted class and aggregated per image
-(``defenses.pixel_detection``).
+per-pixel map, and an image scores its mean (``aggregate=mean``). The map is not standardised
+per predicted class (``standardize=false``; the official code scores the raw deviation): an
+image-level trigger makes every pixel the target, whose clean pixels are the most robust of a
+scene, so standardising by them shrinks exactly the pixels that should stand out (committed
+cells, ``standardize=true, aggregate=quantile``: AUROC 0.98, 0.99, 0.48 on the three
+``image_level`` seeds).
+
+Source read: CGCL-codes/TeCo ``BackdoorBench-v1.0-merge/defense/teco/teco.py`` (15
+``imagecorruptions`` types at severities 1..5; per type the first severity whose hard label
+differs from the original one, ``max`` = 6 if none; the score is their standard deviation).
 
 Departures:
 
@@ -51,6 +59,11 @@ class TeCo(PixelDetectionDefense):
 
     name = "teco"
 
+    aggregate: str = "mean"
+    """How the per-pixel deviation map becomes one score per image (``quantile`` at 0.99 with
+    standardisation reproduces the committed cells)."""
+    standardize: bool = False
+    """Standardise each pixel's deviation by clean pixels of its predicted class (off: see above)."""
     corruptions: tuple[str, ...] = tuple(SEVERITY)
     """Corruption types used (at severities 1..5 each)."""
     seed: int = 0

@@ -7,6 +7,7 @@ from torch import nn
 
 from benchmark.errors import BenchmarkError
 from defenses import CleanBudget, registry
+from defenses.beatrix import robust_bounds
 from defenses.ibd_psc import amplified
 
 
@@ -122,7 +123,40 @@ def test_beatrix_flags_features_whose_correlations_leave_the_clean_bounds():
 @pytest.mark.parametrize("name, params", [("teco", {"corruptions": "snow"}), ("teco", {"corruptions": "jpeg"}),
                                           ("scale_up", {"scales": "0.5,2"}), ("ibd_psc", {"amplification": "1"}),
                                           ("ibd_psc", {"models": "0"}), ("ibd_psc", {"error": "1"}),
-                                          ("beatrix", {"orders": "0"}), ("beatrix", {"min_pixels": "1"})])
+                                          ("beatrix", {"orders": "0"}), ("beatrix", {"min_pixels": "1"}),
+                                          ("beatrix", {"level": "pixel"}), ("beatrix", {"folds": "1"})])
 def test_bad_parameters(name, params):
     with pytest.raises(BenchmarkError):
         registry.get(name).create(params)
+
+
+def test_beatrix_calibrates_on_leave_one_out_deviations_of_the_whole_budget():
+    generator = torch.Generator().manual_seed(1)
+    clean = torch.rand(12, 3, 8, 8, generator=generator)
+    budget = budget_of(clean, torch.zeros(12, 8, 8, dtype=torch.long))
+    defense = registry.get("beatrix").create({"orders": "2"})
+    predictor = defense.fit(Features(), budget)
+    vectors = defense.image_grams(Features(), budget.float_images())[0]
+    median, mad = robust_bounds(vectors[1:])
+    assert len(predictor.calibration_scores) == 12
+    torch.testing.assert_close(predictor.calibration_scores[0], defense.deviation(vectors[:1], median, mad)[0])
+    torch.testing.assert_close(defense._median, robust_bounds(vectors)[0])  # test images: bounds of all 12
+
+
+def test_beatrix_segment_level_keeps_the_committed_keys():
+    assert "level" not in registry.get("beatrix").create({"level": "segment", "standardize": "true"}).key_params()
+    with pytest.raises(BenchmarkError, match="standardize"):
+        registry.get("beatrix").create({"standardize": "true"})
+
+
+@pytest.mark.parametrize("name", ["scale_up", "teco", "ibd_psc", "beatrix"])
+def test_pixel_detectors_score_the_raw_map_by_default(name):
+    assert registry.get(name).create().standardize is False
+
+
+def test_ibd_psc_uses_the_whole_budget_unless_split():
+    images = (0.36 + 0.12 * torch.rand(8, 1, 16, 16)).expand(-1, 3, -1, -1).clone()
+    budget = budget_of(images, torch.ones(8, 16, 16, dtype=torch.long))
+    assert len(registry.get("ibd_psc").create().setup(Amplifiable(), budget)) == 8
+    assert len(registry.get("ibd_psc").create({"split": "true"}).setup(Amplifiable(), budget)) == 4
+    assert "split" not in registry.get("ibd_psc").create({"split": "true"}).key_params()

@@ -49,7 +49,7 @@ def test_detectors_standardise_with_the_calibration_part_of_the_budget(make_budg
         def forward(self, x):
             return torch.stack([x[:, 0], 1 - x[:, 0]], dim=1)
 
-    defense = registry.get("scale_up").create({"scales": "2"})
+    defense = registry.get("scale_up").create({"scales": "2", "standardize": "true"})
     budget = make_budget(n=6, size=8, num_classes=2)
     defense.setup(Constant(), budget)
     mean, std = defense._statistics

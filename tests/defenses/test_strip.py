@@ -1,5 +1,6 @@
 """STRIP: a continuous score, higher for input-independent confident models, computed in
-batched forwards, with a threshold set on the clean budget only."""
+batched forwards, with a threshold set on the clean budget only (each budget image blended
+with the half of the budget it is not in)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import torch
 from torch import nn
 
 from benchmark.errors import BenchmarkError
-from benchmark.metrics import threshold_at_fpr
 from defenses import registry
+from defenses.base import rank_threshold
 
 
 class Constant(nn.Module):
@@ -72,18 +73,20 @@ def test_overlays_come_from_the_first_half_of_the_budget_cycled(make_budget) -> 
     strip = registry.get("strip").create({"n": 5})
     calibration = strip.setup(None, budget)
     pool, rest = budget.split(0.5)
-    assert torch.equal(calibration.images, rest.images)
+    assert torch.equal(calibration.images, budget.images)
     assert torch.equal(strip._overlays, pool.float_images()[[0, 1, 2, 0, 1]])
 
 
-def test_threshold_comes_from_the_budget_only(make_budget) -> None:
+def test_threshold_comes_from_the_budget_only_and_no_image_is_blended_with_itself(make_budget) -> None:
     budget = make_budget(n=8, size=32)
     strip = registry.get("strip").create({"n": 4, "fpr": 0.25})
     model = _conv()
     predictor = strip.fit(model, budget)
-    expected = strip.score(model, budget.split(0.5)[1].float_images())
+    pool, rest = budget.split(0.5)
+    expected = torch.cat([strip.entropy_score(model, pool.float_images(), rest.float_images()),
+                          strip.score(model, rest.float_images())])
     torch.testing.assert_close(predictor.calibration_scores, expected)
-    assert predictor.threshold == threshold_at_fpr(predictor.calibration_scores, 0.25)
+    assert predictor.threshold == rank_threshold(predictor.calibration_scores, 0.25)
     labels, rejected, scores = predictor.predict_scored(torch.rand(3, 3, 32, 32))
     assert labels.shape == (3, 32, 32) and torch.equal(rejected, scores > predictor.threshold)
 
@@ -114,21 +117,25 @@ class Recorder(nn.Module):
         return self.conv(x)
 
 
-@pytest.mark.parametrize("blend", ["sum", "convex"])
-def test_blend_is_the_papers_saturating_sum_or_the_convex_mix(blend: str, make_budget) -> None:
+@pytest.mark.parametrize("blend", ["add", "centred", "sum", "convex"])
+def test_blend_is_the_papers_sum_the_clipped_sum_or_the_convex_mix(blend: str, make_budget) -> None:
     strip = registry.get("strip").create({"n": 2, "blend": blend, "chunk": 1000})
     strip.setup(None, make_budget(n=4, size=8))
     images, model = torch.rand(1, 3, 8, 8), Recorder()
     strip.score(model, images)
     (mixed,) = model.inputs
     overlay = strip._overlays[0]
-    expected = (images[0] + overlay).clamp(max=1) if blend == "sum" else 0.5 * images[0] + 0.5 * overlay
+    mean = strip._pixel_mean[0]
+    expected = {"add": images[0] + overlay, "centred": images[0] + overlay - mean, "sum": (images[0] + overlay).clamp(max=1),
+                "convex": 0.5 * images[0] + 0.5 * overlay}[blend]
     torch.testing.assert_close(mixed[0], expected)
+    assert blend != "add" or mixed.max() > 1  # the paper's float sum does not saturate
 
 
-def test_default_blend_is_the_sum_and_the_convex_blend_keeps_old_keys() -> None:
-    assert registry.get("strip").create().blend == "sum"
-    assert "blend" in registry.get("strip").create().key_params()
+def test_default_blend_is_the_unclipped_sum_and_old_blends_keep_their_keys() -> None:
+    assert registry.get("strip").create().blend == "add"
+    assert registry.get("strip").create().key_params()["blend"] == "add"
+    assert registry.get("strip").create({"blend": "sum"}).key_params()["blend"] == "sum"
     assert "blend" not in registry.get("strip").create({"blend": "convex"}).key_params()
 
 
@@ -138,6 +145,15 @@ def test_both_directions_score_the_distance_from_the_clean_median(make_budget) -
     both = registry.get("strip").create({"n": 4, "direction": "both"})
     low.setup(model, budget)
     both.setup(model, budget)
-    median = torch.cat([low.score(model, x) for x, _ in budget.split(0.5)[1].batches()]).median()
+    median = low.calibration_scores(model, budget).median()
     images = torch.rand(3, 3, 16, 16)
     torch.testing.assert_close(both.score(model, images), (low.score(model, images) - median).abs())
+
+
+def test_split_calibrates_on_the_second_half_only_and_keeps_the_committed_keys(make_budget) -> None:
+    budget, model = make_budget(n=8, size=16), _conv()
+    strip = registry.get("strip").create({"n": 4, "split": "true"})
+    calibration = strip.setup(model, budget)
+    assert torch.equal(calibration.images, budget.split(0.5)[1].images)
+    torch.testing.assert_close(strip.calibration_scores(model, calibration), strip.score(model, calibration.float_images()))
+    assert "split" not in strip.key_params()
