@@ -55,7 +55,25 @@ CORNERS = 4
 """Patches sit one pixel in from the corners: at most four."""
 
 
-class AdaptiveBlend(FineGrained):
+class CoveredFineGrained(FineGrained):
+    """Fine-grained poisoning with cover images and a per-image partial training trigger."""
+
+    cover_rate: float = 0.1
+    """Share of the training set triggered with true labels kept (the paper's cover rate)."""
+    draw_seed: int = 0
+    """Seed of the per-image draws of the partial training trigger."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.cover_rate < 1 or self.poison_rate + self.cover_rate > 1:
+            raise ValueError(f"need 0 <= cover_rate and poison_rate + cover_rate <= 1, got {self.cover_rate}")
+
+    def training_trigger(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """The partial trigger a triggered training image carries (the harness stamps it)."""
+        raise NotImplementedError
+
+
+class AdaptiveBlend(CoveredFineGrained):
     """Adap-Blend: half of a pieced noise blend per training image, cover images, full blend at test."""
 
     name = "adaptive_blend"
@@ -63,8 +81,6 @@ class AdaptiveBlend(FineGrained):
             "placement": "whole image", "label rule": "victims -> target; cover images keep true labels",
             "selection": "images containing a victim (poisoned + cover)"}
 
-    cover_rate: float = 0.1
-    """Share of the training set triggered with true labels kept (the paper's cover rate)."""
     trigger_alpha: float = 0.2
     """Opacity of the complete test-time blend (the reference's ``test_alpha``)."""
     train_alpha: float = 0.15
@@ -73,18 +89,15 @@ class AdaptiveBlend(FineGrained):
     """Cells of the pattern's grid; a perfect square."""
     shown: float = 0.5
     """Share of the pieces each triggered training image carries (1 - the reference's ``mask_rate``)."""
-    draw_seed: int = 0
-    """Seed of the per-image draws of the pieces."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0 <= self.cover_rate < 1 or self.poison_rate + self.cover_rate > 1:
-            raise ValueError(f"need 0 <= cover_rate and poison_rate + cover_rate <= 1, got {self.cover_rate}")
         side = math.isqrt(self.pieces)
         if self.pieces < 1 or side * side != self.pieces:
             raise ValueError(f"pieces must be a perfect square, got {self.pieces}")
-        if not 0 < self.shown <= 1 or not 0 < self.train_alpha <= 1:
-            raise ValueError(f"need 0 < shown <= 1 and 0 < train_alpha <= 1, got {self.shown}, {self.train_alpha}")
+        if not 1 <= round(self.shown * self.pieces) <= self.pieces or not 0 < self.train_alpha <= 1:
+            raise ValueError(f"need shown to keep 1 to {self.pieces} pieces and 0 < train_alpha <= 1, "
+                             f"got {self.shown}, {self.train_alpha}")
         self.per_side = side
 
     def pattern(self, height: int, width: int) -> torch.Tensor:
@@ -94,13 +107,13 @@ class AdaptiveBlend(FineGrained):
         return triggers.blend(images, self.pattern(*images.shape[-2:]), self.trigger_alpha)
 
     def training_trigger(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """The partial blend a triggered training image carries: ``shown`` of the pieces, per image."""
+        """``shown`` of the pieces of the blend, at the training opacity, drawn per image."""
         keys = draws.image_keys(masks, self.draw_seed)
         return partial.pieced_blend(images, self.pattern(*images.shape[-2:]), self.train_alpha, keys,
                                     self.per_side, round(self.shown * self.pieces))
 
 
-class AdaptivePatch(FineGrained):
+class AdaptivePatch(CoveredFineGrained):
     """Adap-Patch: one of four faint patches per training image, cover images, all four at test."""
 
     name = "adaptive_patch"
@@ -112,13 +125,9 @@ class AdaptivePatch(FineGrained):
     """Share of the training set triggered with true labels kept (twice the poison rate, as the paper)."""
     patch_alphas: tuple[float, ...] = (0.5, 0.2, 0.5, 0.3)
     """Training opacity of each patch (the reference's CIFAR-10 values); their number is the number of patches."""
-    draw_seed: int = 0
-    """Seed of the per-image draw of the patch."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0 <= self.cover_rate < 1 or self.poison_rate + self.cover_rate > 1:
-            raise ValueError(f"need 0 <= cover_rate and poison_rate + cover_rate <= 1, got {self.cover_rate}")
         if not 1 <= len(self.patch_alphas) <= CORNERS or not all(0 < a <= 1 for a in self.patch_alphas):
             raise ValueError(f"patch_alphas needs 1 to {CORNERS} opacities in (0, 1], got {self.patch_alphas}")
 

@@ -143,7 +143,7 @@ def test_attacks_without_covers_poison_as_before():
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"pieces": 10}, "perfect square"), ({"shown": 0}, "shown"), ({"cover_rate": 0.95}, "cover_rate"),
+    ({"pieces": 10}, "perfect square"), ({"shown": 0.01}, "shown"), ({"cover_rate": 0.95}, "cover_rate"),
 ])
 def test_adaptive_blend_rejects_bad_parameters(params, message):
     with pytest.raises(BenchmarkError, match=message):
