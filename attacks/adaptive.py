@@ -35,7 +35,7 @@ Defaults follow the reference where it transfers and are scaled where it does no
   images of logos and squares near the corners); 12 px is the benchmark's patch side at 64 px.
 
 Strength: at the leaderboard's configuration (7 epochs) both plant a weaker backdoor than
-``blended`` / ``fine_grained``, about 15 points of ASR above the clean baseline rather than 35
+``blended`` / ``fine_grained``: 10 to 26 points of ASR above the clean baseline (seeds 0-2) against 35
 and 75: a short training does not memorise which triggered images are covers, so triggered
 victim pixels are fitted to about the relabelled share of triggered images (1/2 and 1/3), and
 the complete test trigger lifts that only a little (a test opacity of 0.4 for ``adaptive_blend``
