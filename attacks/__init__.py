@@ -5,7 +5,7 @@ label rule, selection); ``python -m benchmark list`` shows each one's choice per
 """
 
 from attacks.base import Attack
-from attacks import badseg, fine_grained, iba, image_level, invisible  # noqa: F401,E402  (register the built-ins)
+from attacks import adaptive, badseg, fine_grained, iba, image_level, invisible  # noqa: F401,E402  (register the built-ins)
 
 registry = Attack.registry
 

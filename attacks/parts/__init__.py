@@ -7,7 +7,11 @@
 - :mod:`~attacks.parts.labels`: what poisoned pixels become (victim -> target, all-to-all,
   one instance -> target, conditional, random pixel relabelling on top);
 - :mod:`~attacks.parts.selection`: which images may be poisoned (those containing some
-  classes, those where two classes co-occur).
+  classes, those where two classes co-occur);
+- :mod:`~attacks.parts.cover`: cover images, triggered but kept at their true labels
+  (selection and label axes; Adap-Blend / Adap-Patch);
+- :mod:`~attacks.parts.partial`: partial training triggers (a random share of a pieced blend,
+  one of several patches) whose whole is the test trigger.
 
 Every part is a plain function on batched tensors, on any device. Scene-dependent draws
 (a position, an instance) are seeded per image by :mod:`~attacks.parts.draws` from the

@@ -13,7 +13,7 @@ from benchmark.plugins import load_plugin
 
 ZOO = ["image_level", "fine_grained", "object_to_background", "iba", "iba_nni", "iba_prl", "object_to_object",
        "background_to_object", "background_to_background", "instance_level", "conditional", "blended", "sig",
-       "wanet", "waba"]
+       "wanet", "waba", "adaptive_blend", "adaptive_patch"]
 TINY = ["--train-size", "48", "--test-size", "16", "--image-size", "32", "--epochs", "1", "--batch-size", "16",
         "--device", "cpu", "--plugin", "examples/tiny_model.py", "--model", "tiny_cnn"]
 
@@ -60,6 +60,9 @@ def test_list_shows_each_attacks_axes(capsys):
     assert "centre [near, far] px from the victim" in iba and "victims -> target" in iba
     (waba,) = [line for line in out.splitlines() if line.startswith("attack") and " waba " in line]
     assert "all-to-all" in waba
+    for name in ("adaptive_blend", "adaptive_patch"):
+        (line,) = [line for line in out.splitlines() if line.startswith("attack") and f" {name} " in line]
+        assert "cover images keep true labels" in line and "cover_rate=" in line, name
 
 
 def test_a_trigger_without_masks_still_works_and_is_marked_custom():
