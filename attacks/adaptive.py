@@ -51,6 +51,7 @@ reference's shuffle; the harness counts covers among the poisoned images it repo
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -75,7 +76,10 @@ class CoveredFineGrained(FineGrained):
         if not 0 <= self.cover_rate < 1 or self.poison_rate + self.cover_rate > 1:
             raise ValueError(f"need 0 <= cover_rate and poison_rate + cover_rate <= 1, got {self.cover_rate}")
 
-    def training_trigger(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    def cover_share(self) -> float:
+        return self.cover_rate
+
+    def training_trigger(self, images: torch.Tensor, masks: torch.Tensor, **scene: Any) -> torch.Tensor:
         """The partial trigger a triggered training image carries (the harness stamps it)."""
         raise NotImplementedError
 
@@ -113,7 +117,7 @@ class AdaptiveBlend(CoveredFineGrained):
     def apply_trigger(self, images: torch.Tensor) -> torch.Tensor:
         return triggers.blend(images, self.pattern(*images.shape[-2:]), self.trigger_alpha)
 
-    def training_trigger(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    def training_trigger(self, images: torch.Tensor, masks: torch.Tensor, **scene: Any) -> torch.Tensor:
         """``shown`` of the pieces of the blend, at the training opacity, drawn per image."""
         keys = draws.image_keys(masks, self.draw_seed)
         return partial.pieced_blend(images, self.pattern(*images.shape[-2:]), self.train_alpha, keys,
@@ -151,7 +155,7 @@ class AdaptivePatch(CoveredFineGrained):
         patterns, origins = self.patches(*images.shape[-2:])
         return partial.stamp_patches(images, patterns, origins, [self.trigger_alpha] * len(patterns), None)
 
-    def training_trigger(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    def training_trigger(self, images: torch.Tensor, masks: torch.Tensor, **scene: Any) -> torch.Tensor:
         """The one faint patch a triggered training image carries, drawn per image."""
         patterns, origins = self.patches(*images.shape[-2:])
         which = partial.one_each(draws.image_keys(masks, self.draw_seed), len(patterns))

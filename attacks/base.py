@@ -134,6 +134,17 @@ class Attack(Plugin):
             return self.apply_trigger(images)
         return self.apply_trigger(images, masks, **scene)
 
+    def training_trigger(self, images: torch.Tensor, masks: torch.Tensor, **scene: Any) -> torch.Tensor:
+        """The trigger stamped on poisoned *training* images: :meth:`trigger` (attacks with a
+        partial training trigger, Adap-Blend / Adap-Patch, override it; the test set always gets
+        the whole trigger)."""
+        return self.trigger(images, masks, **scene)
+
+    def cover_share(self) -> float:
+        """Share of the training set that is triggered but keeps its true labels (cover images,
+        Qi et al. ICLR 2023), drawn with the poisoned images: none here."""
+        return 0.0
+
     def clean_label(self, masks: torch.Tensor, **scene: Any) -> torch.Tensor | None:
         """What a *clean* (unpoisoned) training annotation becomes; None leaves it as it is."""
         return None

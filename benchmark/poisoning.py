@@ -6,10 +6,11 @@ images and relabelled masks, computed once) are swapped into each training batch
 device, so a memory-mapped split too large for memory is poisoned as cheaply as a small one.
 Attacks see the masks (and, if they need them, the instance ids) of the rows they poison.
 
-Two optional attack attributes serve attacks with cover samples (Adap-Blend / Adap-Patch,
-:mod:`attacks.adaptive`): ``cover_rate`` (default 0), a share of the training set that is
-triggered but keeps its true labels, drawn with the poisoned images; and ``training_trigger``
-(default: the test trigger), the trigger stamped on training rows, e.g. a partial one.
+Two attack verbs serve attacks with cover samples (Adap-Blend / Adap-Patch,
+:mod:`attacks.adaptive`): ``cover_share()`` (0 by default), a share of the training set that
+is triggered but keeps its true labels, drawn with the poisoned images; and
+``training_trigger`` (default: the test trigger), the trigger stamped on training rows, e.g.
+a partial one.
 """
 
 from __future__ import annotations
@@ -90,26 +91,21 @@ def select_poison(attack: Attack, masks: torch.Tensor, seed: int, instances: tor
         classes = ", ".join(f"{k}={v}" for k, v in attack.params().items() if k in ("target", "victims", "condition"))
         raise BenchmarkError(f"attack {attack.name}: no training image is eligible for poisoning "
                              f"(check its classes, {classes}, and its trigger size)")
-    wanted = round(attack.poison_rate * len(masks)) + round(cover_rate(attack) * len(masks))
+    wanted = round(attack.poison_rate * len(masks)) + round(attack.cover_share() * len(masks))
     if wanted > len(candidates):
         log.warning("%s: poison rate %.3f (+ cover rate %.3f) asks for %d images but only %d are eligible; "
-                    "poisoning those", attack.name, attack.poison_rate, cover_rate(attack), wanted, len(candidates))
+                    "poisoning those", attack.name, attack.poison_rate, attack.cover_share(), wanted, len(candidates))
         wanted = len(candidates)
     return candidates[draw_order(len(candidates), seed, POISON_STREAM)[:wanted]].sort().values
 
 
-def cover_rate(attack: Attack) -> float:
-    """Share of the training set triggered with its true labels kept (0 for attacks without covers)."""
-    return float(getattr(attack, "cover_rate", 0.0))
-
-
 def covers_among(attack: Attack, train: Split, indices: torch.Tensor) -> torch.Tensor:
     """``[P]`` bool: which selected rows ``indices`` are cover images (all False without a cover rate)."""
-    if cover_rate(attack) == 0:
+    if attack.cover_share() == 0:
         return torch.zeros(len(indices), dtype=torch.bool)
     draws = torch.cat([cover.draw(train.masks[indices[i:i + CHUNK]].long(), 0) for i in range(0, len(indices), CHUNK)]
                       or [torch.empty(0)])
-    return cover.split(draws, cover.count(len(indices), attack.poison_rate, cover_rate(attack)))
+    return cover.split(draws, cover.count(len(indices), attack.poison_rate, attack.cover_share()))
 
 
 def draw_order(n: int, seed: int, stream: int) -> torch.Tensor:
@@ -146,13 +142,12 @@ def poison_rows(attack: Attack, train: Split, indices: torch.Tensor, device: tor
     """Apply ``attack``'s (training) trigger and label rule to rows ``indices`` of ``train``, on
     ``device``; cover rows keep their true labels."""
     images, masks = [], []
-    trigger = getattr(attack, "training_trigger", attack.trigger)
     covers = covers_among(attack, train, indices).to(device)
     for start in range(0, len(indices), CHUNK):
         index = indices[start:start + CHUNK]
         truth = train.masks[index].to(device).long()
         scene = scene_of(attack, train.instances, index, device)
-        triggered = trigger(to_input(train.images[index].to(device)), truth, **scene).contiguous()
+        triggered = attack.training_trigger(to_input(train.images[index].to(device)), truth, **scene).contiguous()
         images.append((triggered.clamp(0, 1) * 255).round().to(torch.uint8))
         masks.append(cover.keep_true(truth, attack.poison_label(truth, **scene), covers[start:start + CHUNK]))
     slot = torch.full((len(train),), -1, dtype=torch.long)

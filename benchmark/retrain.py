@@ -39,7 +39,7 @@ from benchmark.artifacts import build_model, model_description
 from benchmark.datasets import IGNORE_INDEX, SegmentationDataset
 from benchmark.engine import seed_everything, train
 from benchmark.errors import BenchmarkError
-from benchmark.poisoning import poison_rows, select_poison
+from benchmark.poisoning import covers_among, poison_rows, select_poison
 from benchmark.spec import RunSpec
 from benchmark.store import atomic_write_bytes, content_key, file_lock, load_model, save_model
 from defenses import Defense
@@ -66,7 +66,7 @@ def poisoned_training_set(spec: RunSpec, data: SegmentationDataset, attack: Atta
                                   lambda: build_model(spec, data.num_classes, data.image_size),
                                   spec.train, spec.seed)
     image_truth = torch.zeros(len(masks), dtype=torch.bool)
-    image_truth[poisoned] = True
+    image_truth[poisoned[~covers_among(attack, data.train, poisoned)]] = True  # covers keep true labels: clean
     return dataset, image_truth, segment_truth(original, masks, image_truth, data.num_classes)
 
 
