@@ -11,7 +11,9 @@ DeepLabV3 with a ResNet-50 is one flag away. A model maps ``[B,in_channels,H,W]`
 
 Encoders start from random weights: nothing is downloaded unless ``encoder_weights`` names
 weights the library knows (``imagenet``), which the library then downloads itself. Offline,
-give a local ``.safetensors`` file to :func:`build` (``--init-weights``) instead.
+give a local ``.safetensors`` file to :func:`build` (``--init-weights``) instead, or use an
+entry whose ``pretrained`` weights ship in an installed package (``unet_effl0_imagenet``:
+ImageNet EfficientNet-Lite0 from the ``[pretrained]`` extra, :mod:`models.pretrained`).
 
 Add a model with ``@models.register("name")`` on a builder ``(num_classes, in_channels) ->
 nn.Module``, optionally setting ``size_divisor`` (input sides must be multiples of it).
@@ -61,6 +63,11 @@ class ZooEntry:
     """Whether the model also returns auxiliary logits (``{"out", "aux"}``), trained with ``aux_weight``."""
     check_encoder: Callable[[str], None] | None = None
     """Raises a one-line error for an encoder name the entry's library does not know."""
+    pretrained: str = ""
+    """The weights the entry's encoder starts from, when they are not the library's random
+    init (shown by ``list``); such an entry takes no ``encoder_weights``."""
+    check_weights: Callable[[], None] | None = None
+    """Raises a one-line error (what to install) when the entry's weights are unavailable."""
 
     def summary(self) -> str:
         return self.description or (self.builder.__doc__ or "").strip().split("\n")[0]
@@ -75,6 +82,8 @@ class ZooEntry:
         if self.encoder is None:
             return "-"
         aux = ", aux head (aux_weight)" if self.aux_head else ""
+        if self.pretrained:
+            return f"encoder={self.encoder}, pretrained: {self.pretrained}{aux}"
         return f"encoder={self.encoder}, encoder_weights=None{aux}"
 
 
@@ -126,8 +135,13 @@ def check_encoder(name: str, encoder: str | None, encoder_weights: str | None = 
     if entry.encoder is None:
         if encoder is not None or encoder_weights is not None:
             raise BenchmarkError(f"model {name!r} has a fixed backbone: it takes no --encoder or --encoder-weights")
-    elif encoder is not None and entry.check_encoder is not None:
-        entry.check_encoder(encoder)
+    else:
+        if encoder is not None and entry.check_encoder is not None:
+            entry.check_encoder(encoder)
+        if entry.pretrained and encoder_weights is not None:
+            raise BenchmarkError(f"model {name!r} starts from {entry.pretrained}: it takes no --encoder-weights")
+    if entry.check_weights is not None:
+        entry.check_weights()
 
 
 def build(name: str, num_classes: int, in_channels: int = 3, weights: str | Path | None = None,

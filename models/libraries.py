@@ -9,6 +9,7 @@ into one line that says what to do instead.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import typing
 import warnings
@@ -29,16 +30,18 @@ TORCHVISION_WEIGHT_ALIASES = {"imagenet": "DEFAULT"}
 """smp's name for ImageNet weights, accepted for torchvision backbones too."""
 
 
-def smp_model(arch: str, options: dict[str, Any], num_classes: int, in_channels: int, encoder: str,
-              encoder_weights: str | None) -> nn.Module:
-    """An smp architecture; random encoder weights unless ``encoder_weights`` names the
-    library's (for ``tu-`` timm encoders any name means timm's default pretrained tag)."""
+def smp_model(arch: str | type[nn.Module], options: dict[str, Any], num_classes: int, in_channels: int,
+              encoder: str, encoder_weights: str | None) -> nn.Module:
+    """An smp architecture (by name, or an smp model class); random encoder weights unless
+    ``encoder_weights`` names the library's (for ``tu-`` timm encoders any name means timm's
+    default pretrained tag)."""
     check_smp_encoder(encoder)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # timm/smp warn about unused pretrained configs
         try:
-            return smp.create_model(arch, encoder_name=encoder, encoder_weights=encoder_weights,
-                                    in_channels=in_channels, classes=num_classes, **options)
+            create = functools.partial(smp.create_model, arch) if isinstance(arch, str) else arch
+            return create(encoder_name=encoder, encoder_weights=encoder_weights, in_channels=in_channels,
+                          classes=num_classes, **options)
         except Exception as error:
             if encoder_weights is None:
                 raise

