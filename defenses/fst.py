@@ -20,8 +20,16 @@ as ``ft.py`` does.
 Schedule (as ``ft.py``): SGD with momentum 0.9 at lr 0.01, cosine-annealed per epoch to 0
 over ``epochs``, the norm projection after every step. The official run tunes 10 epochs on
 2% of CIFAR-10 (1,000 images, batch 128: 80 steps); the 5% budget here is 50 images (2
-batches of 32 per epoch), so ``epochs=40`` gives the same 80 steps. Fewer steps do not fit
-the budget: 20 AdamW steps (the legacy schedule) left budget mIoU at 0.40-0.50.
+batches of 32 per epoch), so ``epochs=40`` gives the same 80 steps. The legacy 20 AdamW
+steps left budget mIoU at 0.40-0.50 (post ASR 0.06 / 0.98 / 0.98 on ``image_level`` seeds
+0-2).
+
+Measured (``image_level``, ``unet``, seed 0, leaderboard configuration): the official
+schedule removes the backdoor (post ASR 0.06) but does not fit the budget either (budget
+mIoU 0.63, test mIoU 0.847 -> 0.611); 100 epochs with alpha 0.1 (the README's value) give
+post ASR 0.06 and mIoU 0.634. The positive control's mIoU target (cost <= 5 points) is not
+met: a classifier re-initialised from scratch does not re-learn eight classes from 50 images
+in 80-200 steps at this rate.
 
 Departures: BatchNorm statistics frozen (``defenses/repair.py``; the official code tunes in
 train mode); the classifier bias is re-initialised with the weight but not constrained (the

@@ -42,7 +42,7 @@ class Planted(nn.Module):
 
 
 GAMMA = 12 ** -0.5
-LEGACY = {"bn_stats": "running", "mask_site": "output", "prune_by": "threshold", "max_drop": 0.1}
+LEGACY = {"mask_site": "output", "prune_by": "threshold", "max_drop": 0.1}
 
 
 def planted_budget() -> CleanBudget:
@@ -51,7 +51,7 @@ def planted_budget() -> CleanBudget:
     return CleanBudget(images, masks, ("a", "b"), torch.device("cpu"), 4)
 
 
-@pytest.mark.parametrize("params", [{"prune_max": 1}, LEGACY])
+@pytest.mark.parametrize("params", [{"prune_max": 1}, {"prune_max": 1, "bn_stats": "batch"}, LEGACY])
 def test_noise_exposes_the_dormant_channel_and_only_it_is_pruned(params: dict) -> None:
     defense = registry.get("anp").create({"iterations": 30, **params})
     repaired = defense.fit(Planted(), planted_budget()).model
