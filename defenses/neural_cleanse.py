@@ -43,6 +43,12 @@ trigger with their correct labels. If no class is flagged the model is returned 
 BatchNorm statistics stay frozen while unlearning (``defenses/repair.py``): triggered
 batches would otherwise shift them.
 
+Measured (``image_level``, ``unet``, seed 0, defaults): every trigger found; road's mask
+norm 36 against 419-2227 for the other classes, but early stopping ended their searches
+after 55-148 steps, before their norms settled, so the MAD is wide and road's index is 1.65
+(not flagged; fit 474 s on a loaded CPU). The control is not met yet; ``early_stop=False``
+(300 steps) is the setting the issue reports flagging road at index 3.2-3.4.
+
 Legacy (the committed cells before issue 24): ``objective="easiest_source"``,
 ``early_stop=False``, ``unfound="area"`` with ``steps=30``.
 """
