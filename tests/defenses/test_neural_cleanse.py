@@ -10,7 +10,7 @@ from torch import nn
 
 from benchmark.errors import BenchmarkError
 from defenses import CleanBudget, registry
-from defenses.neural_cleanse import anomaly_indices
+from defenses.neural_cleanse import anomaly_indices, legacy_anomaly_indices
 
 COLOURS = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.9, 0.1], [0.1, 0.1, 0.9], [0.5, 0.5, 0.1]])
 
@@ -45,9 +45,13 @@ def stripes_budget() -> CleanBudget:
     return CleanBudget(torch.stack(images), torch.stack(masks), ("c0", "c1", "c2", "c3"), torch.device("cpu"), 4)
 
 
-def test_mad_flags_the_planted_class_and_unlearning_weakens_it() -> None:
+LEGACY = {"objective": "easiest_source", "early_stop": False, "unfound": "area"}
+
+
+@pytest.mark.parametrize("params", [{}, LEGACY])
+def test_mad_flags_the_planted_class_and_unlearning_weakens_it(params: dict) -> None:
     model = NearestColour(backdoor=True)
-    defense = registry.get("neural_cleanse").create({"steps": 60, "unlearn_epochs": 3, "unlearn_lr": 0.5})
+    defense = registry.get("neural_cleanse").create({"steps": 60, "unlearn_epochs": 3, "unlearn_lr": 0.5, **params})
     repaired = defense.fit(model, stripes_budget()).model
     report = defense.report
     norms = report["mask_norms"]
@@ -66,11 +70,26 @@ def test_a_model_without_a_planted_class_is_left_alone() -> None:
 def test_anomaly_index_is_the_deviation_in_robust_standard_deviations() -> None:
     norms = torch.tensor([10.0, 11.0, 9.0, 10.0, 1.0])
     # median 10, MAD 1: the outlier lies 9 / 1.4826 robust standard deviations away
-    torch.testing.assert_close(anomaly_indices(norms), torch.tensor([0.0, 1, 1, 0, 9]) / 1.4826)
+    expected = torch.tensor([0.0, 1, 1, 0, 9]) / 1.4826
+    torch.testing.assert_close(anomaly_indices(norms, torch.ones(5, dtype=torch.bool)), expected)
+    torch.testing.assert_close(legacy_anomaly_indices(norms), expected)
+
+
+def test_unfound_classes_do_not_make_the_mad_zero() -> None:
+    """Most classes unfound: the legacy area norms make the MAD 0 and every found class an
+    outlier; excluding them keeps the index finite and ordinary."""
+    norms = torch.tensor([100.0, 110.0, 90.0] + [float("nan")] * 4)
+    found = ~norms.isnan()
+    indices = anomaly_indices(norms, found)
+    assert indices.isfinite().all() and indices.max() < 1 and indices[~found].eq(0).all()
+    assert legacy_anomaly_indices(torch.where(found, norms, torch.tensor(4096.0)))[:3].min() > 1000
+    assert anomaly_indices(torch.tensor([5.0, 5.0, 5.0, 1.0]), torch.ones(4, dtype=torch.bool))[3] < 60  # MAD floor
+    assert anomaly_indices(norms[1:], found[1:]).eq(0).all()  # two found: nothing to compare
 
 
 @pytest.mark.parametrize("params", [{"steps": "0"}, {"success": "0"}, {"unlearn_fraction": "2"},
-                                    {"anomaly_threshold": "0"}, {"lr": "0"}])
+                                    {"anomaly_threshold": "0"}, {"lr": "0"}, {"objective": "some"},
+                                    {"unfound": "zero"}, {"early_stop_patience": "0"}])
 def test_bad_parameters(params: dict) -> None:
     with pytest.raises(BenchmarkError):
         registry.get("neural_cleanse").create(params)
