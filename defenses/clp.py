@@ -26,7 +26,7 @@ import logging
 import torch
 from torch import nn
 
-from benchmark.plugin import BenchmarkError
+from benchmark.plugin import NotApplicable
 from defenses.base import CleanBudget, ModelRepairDefense
 from defenses.repair import BATCH_NORMS, require_encoder_batchnorm
 
@@ -50,7 +50,7 @@ class ChannelLipschitzPruning(ModelRepairDefense):
         model = copy.deepcopy(model)
         pairs = conv_bn_pairs(model, budget.images.shape[1:])
         if not pairs:
-            raise BenchmarkError("clp: no convolution of the model feeds a BatchNorm; channel Lipschitzness "
+            raise NotApplicable("clp: no convolution of the model feeds a BatchNorm; channel Lipschitzness "
                                  "pruning does not apply to it")
         pruned, total = {}, 0
         for name, conv, bn in pairs:

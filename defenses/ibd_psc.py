@@ -56,7 +56,7 @@ import logging
 import torch
 from torch import nn
 
-from benchmark.plugin import IGNORE_INDEX, BenchmarkError, Plugin
+from benchmark.plugin import IGNORE_INDEX, BenchmarkError, NotApplicable, Plugin
 from benchmark.toolkit import logits_of
 from defenses.base import CleanBudget
 from defenses.pixel_detection import PixelDetectionDefense
@@ -98,7 +98,7 @@ class IbdPsc(PixelDetectionDefense):
     def prepare(self, model: nn.Module, budget: CleanBudget) -> CleanBudget:
         layers = batch_norms(model)
         if not layers:
-            raise BenchmarkError("ibd_psc does not apply to this model: it has no BatchNorm layer to amplify "
+            raise NotApplicable("ibd_psc does not apply to this model: it has no BatchNorm layer to amplify "
                                  "(e.g. segformer uses LayerNorm)")
         if len(budget) < 2:
             raise BenchmarkError(f"ibd_psc needs at least 2 budget images, got {len(budget)}")

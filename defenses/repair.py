@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.plugin import IGNORE_INDEX, BenchmarkError
+from benchmark.plugin import IGNORE_INDEX, BenchmarkError, NotApplicable
 from benchmark.toolkit import autocast, batch_indices, to_input
 from defenses.base import CleanBudget
 
@@ -157,5 +157,5 @@ def require_encoder_batchnorm(model: nn.Module, what: str, method: str) -> None:
     scope = encoder if isinstance(encoder, nn.Module) else model
     if not any(isinstance(m, BATCH_NORMS) and m.affine for m in scope.modules()):
         where = "encoder" if scope is encoder else "model"
-        raise BenchmarkError(f"{what}: the model's {where} has no BatchNorm layers (e.g. SegFormer uses "
+        raise NotApplicable(f"{what}: the model's {where} has no BatchNorm layers (e.g. SegFormer uses "
                              f"LayerNorm); {method} does not apply to it")

@@ -113,3 +113,18 @@ def test_weights_of_another_architecture_show_what_does_not_fit(tmp_path, capsys
     message = one_line_error(capsys)
     assert "does not fit this model" in message and " missing: " in message
     assert "1 unexpected: backbone.conv.weight" in message and "of another shape: segmentation_head.0.weight" in message
+
+
+def test_a_defense_that_cannot_apply_is_a_not_applicable_cell(tmp_path, capsys):
+    """SegFormer's encoder has LayerNorm, no BatchNorm: ANP and CLP record why, the grid goes on,
+    and the leaderboard renders the cells."""
+    assert main(["run", *TINY, "--model", "segformer", "--attack", "image_level", "--workdir", str(tmp_path),
+                 "--defense", "anp,clp,median", "--json"]) == 0
+    results = {r["defense"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    for name in ("anp", "clp"):
+        assert "no BatchNorm" in results[name]["not_applicable"] and results[name]["post_asr"] is None
+        assert results[name]["asr"] is not None
+    assert "not_applicable" not in results["median"] and results["median"]["post_asr"] is not None
+    assert main(["leaderboard", "--results", str(tmp_path / "results"), "--output", str(tmp_path / "LB.md")]) == 0
+    assert main(["leaderboard", "--results", str(tmp_path / "results"), "--format", "html",
+                 "--output", str(tmp_path / "LB.html")]) == 0
