@@ -15,6 +15,18 @@ continuous score (for the harness's AUROC) is the distance to the larger cluster
 the distance to the smaller one's, divided by the distance between the centres. The silhouette
 score of each class's split is reported (the paper's second criterion) but decides nothing.
 Departure: the paper uses the same analysis on per-class image activations of classifiers.
+
+Official code read: Trusted-AI/adversarial-robustness-toolbox,
+``art/defences/detector/poison/activation_defence.py`` (activations of the last layer,
+flattened, segmented by label; ``reduce_dimensionality``: FastICA to 10 dims, the class's
+default is PCA; 2-means per class) and ``clustering_analyzer.py`` (``analyze_by_relative_size``:
+a cluster is poisonous when its share, rounded to 2 decimals, is below 0.35; the class default
+``smaller`` flags the smaller cluster of every class). This keeps the paper's ICA and its
+relative-size rule, compares the unrounded share with ``<=``, and seeds FastICA and k-means
+with the run's seed (ART leaves them unseeded), so a cell is reproducible.
+
+Positive control: ``image_level`` (the BadNets analogue of the paper's patch attacks),
+``tests/controls/test_training_time_controls.py``.
 """
 
 from __future__ import annotations

@@ -17,6 +17,18 @@ image with a flagged segment instead (its score: the highest of its segments). S
 divided by their class's mean (the variance along the top direction), so scores of different
 classes can be ranked together for the harness's AUROC. Classes with fewer than ``min_samples``
 segments are left alone.
+
+Official code read: MadryLab/backdoor_data_poisoning, ``compute_corr.py`` (representation of
+``resnet.py``: a flattened activation of the last residual stage; SVD of the centred
+representations of the target label's examples; removal of the scores above the 85th
+percentile, i.e. 1.5 times the 10% poison fraction). Departures: the official script only
+scores the (known) target label, since it measures detection; a defender does not know the
+target, so, as the paper's Algorithm 1 does, every label class is filtered. The script projects
+the *uncentred* representations on the top singular vector; this follows the paper's
+algorithm and projects the centred ones (the ranking differs only by the offset of the mean).
+
+Positive control: ``image_level`` (the BadNets analogue of the paper's pixel/pattern
+attacks), ``tests/controls/test_training_time_controls.py``.
 """
 
 from __future__ import annotations
