@@ -35,13 +35,10 @@ Segmentation specifics and departures:
   1 for a dozen steps, then drops within one step; a few steps later the target class is
   erased everywhere (collapse to mIoU 0.37 on ``image_level``), while a fixed 15 steps (the
   official count, the legacy ``unlearning_stop=0``) is before the cliff on some seeds (post ASR
-  0.89) and past it on others. The departure: the share of isolated pixels predicted as their
-  label is checked after every step; once it has fallen to ``unlearning_stop`` (half) of its
-  start, the first step that lowers it by less than ``unlearning_plateau`` (10%) of itself ends
-  unlearning: the trigger's pixels have flipped and what is left are pixels truly of that
-  label (about a quarter of a triggered image is road), whose unlearning is the collapse.
-  Stopping at the cliff itself left post ASR 0.19 on seed 0. The signal is the isolated
-  training samples themselves, never test data or attack success.
+  0.89) and past it on others. The departure: unlearning stops after the step at which the
+  share of isolated pixels predicted as their label has fallen to ``unlearning_stop`` (half)
+  of its starting value, up to ``unlearning_epochs``. The signal is the isolated training
+  samples themselves, never test data or attack success.
 - Cost: ``isolation_epochs`` + the recipe's epochs + the unlearning steps on the isolated
   samples (about 1.3 trainings at the defaults).
 
@@ -83,11 +80,8 @@ class AntiBackdoorLearning(TrainingDefense):
     unlearning_lr: float = 5e-4
     """SGD learning rate of the unlearning stage (the official code's)."""
     unlearning_stop: float = Plugin.added(0.5, legacy=0.0)
-    """Unlearning has passed its cliff once the share of isolated pixels predicted as their label
-    has fallen to this fraction of its value before unlearning (0: run every epoch)."""
-    unlearning_plateau: float = Plugin.added(0.1, legacy=0.0)
-    """Past the cliff, stop at the first step that lowers that share by less than this fraction
-    of itself (0: stop at the cliff)."""
+    """Stop unlearning after the step at which the share of isolated pixels predicted as their
+    label falls to this fraction of its value before unlearning (0: run every epoch)."""
 
     def __post_init__(self) -> None:
         if self.isolation_epochs < 1:
@@ -104,8 +98,6 @@ class AntiBackdoorLearning(TrainingDefense):
             raise ValueError(f"unlearning_lr must be > 0, got {self.unlearning_lr}")
         if not 0 <= self.unlearning_stop < 1:
             raise ValueError(f"unlearning_stop must be in [0, 1), got {self.unlearning_stop}")
-        if not 0 <= self.unlearning_plateau < 1:
-            raise ValueError(f"unlearning_plateau must be in [0, 1), got {self.unlearning_plateau}")
 
     def train_model(self, data: PoisonedTrainingSet) -> tuple[nn.Module, Flags]:
         model = prepare_model(data.new_model(), data.device)
@@ -117,7 +109,7 @@ class AntiBackdoorLearning(TrainingDefense):
         train(model, data.images, keep_segments(data, ~isolated), data.recipe, data.device, data.seed,
               desc="abl: train on the rest")
         steps, agreement = unlearn(model, data, isolated, self.unlearning_epochs, self.unlearning_lr,
-                                   self.unlearning_stop, self.unlearning_plateau)
+                                   self.unlearning_stop)
         self.report = {"isolated_segments": count, "segments": present,
                        "isolated_images": int(isolated.any(dim=1).sum()),
                        "unlearning_steps": steps, "isolated_agreement": agreement}
@@ -177,21 +169,19 @@ def sample_losses(loss: torch.Tensor, masks: torch.Tensor, num_classes: int, uni
 
 
 def unlearn(model: nn.Module, data: PoisonedTrainingSet, isolated: torch.Tensor, epochs: int, lr: float,
-            stop: float, plateau: float = 0.0) -> tuple[int, list[float]]:
+            stop: float) -> tuple[int, list[float]]:
     """Stage 3: gradient ascent on the isolated segments' pixels, BatchNorm statistics frozen,
-    for ``epochs`` epochs or until unlearned. The share of isolated pixels still predicted as
-    their label is checked after every step: once it has fallen to ``stop`` times its start
-    (the cliff, where the trigger's pixels flip), the first step that lowers it by less than
-    ``plateau`` of itself ends unlearning (what is left are pixels truly of that label).
-    Returns the steps taken and the share at every step (the first: before unlearning)."""
+    until the share of those pixels still predicted as their label has fallen to ``stop`` times
+    its starting value (checked after every step), or for ``epochs`` epochs. Returns the steps
+    taken and that share before and after."""
     rows = isolated.any(dim=1).nonzero().flatten()
     if epochs == 0 or len(rows) == 0:
         return 0, []
     images = data.images[rows].to(data.device)
     masks = keep_segments(data, isolated)[rows].to(data.device)
-    shares = [agreement(model, images, masks)]
+    start = agreement(model, images, masks)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)
-    steps, past_cliff = 0, False
+    steps, now = 0, start
     for _ in range(epochs):
         for index in batch_indices(torch.arange(len(rows)), data.recipe.batch_size):
             model.train()
@@ -205,21 +195,12 @@ def unlearn(model: nn.Module, data: PoisonedTrainingSet, isolated: torch.Tensor,
             loss.backward()
             optimizer.step()
             steps += 1
-            if stop == 0:
-                continue
-            shares.append(agreement(model, images, masks))
-            if past_cliff and shares[-1] >= (1 - plateau) * shares[-2]:
-                break
-            past_cliff = past_cliff or shares[-1] <= stop * shares[0]
-            if past_cliff and plateau == 0:
-                break
-        else:
-            continue
-        break
-    if stop == 0:
-        shares.append(agreement(model, images, masks))
-    log.info("abl: %d unlearning steps, isolated pixels on their label %s", steps, [round(s, 3) for s in shares])
-    return steps, shares
+            if stop > 0:
+                now = agreement(model, images, masks)
+                if now <= stop * start:
+                    log.info("abl: unlearned in %d steps (isolated pixels on their label %.3f -> %.3f)", steps, start, now)
+                    return steps, [start, now]
+    return steps, [start, agreement(model, images, masks) if stop == 0 else now]
 
 
 def agreement(model: nn.Module, images: torch.Tensor, masks: torch.Tensor) -> float:
