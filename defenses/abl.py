@@ -39,6 +39,12 @@ Segmentation specifics and departures:
   share of isolated pixels predicted as their label has fallen to ``unlearning_stop`` (half)
   of its starting value, up to ``unlearning_epochs``. The signal is the isolated training
   samples themselves, never test data or attack success.
+- Known failure (``image_level``, seed 0, leaderboard configuration): isolation precision 0.74,
+  recall 0.52; the cliff is reached at step 19 (share 0.999 -> 0.35) and post ASR is 0.19
+  (baseline 0.01) at no mIoU cost. Going on past the cliff until the share stops falling
+  (tried: the share slid on 0.21, 0.13, 0.09, 0.07) collapsed the model (post mIoU 0.02): no
+  point of this curve separates "trigger unlearned" from "target class erased", so this
+  defense does not yet meet its positive control.
 - Cost: ``isolation_epochs`` + the recipe's epochs + the unlearning steps on the isolated
   samples (about 1.3 trainings at the defaults).
 
