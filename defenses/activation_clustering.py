@@ -26,7 +26,10 @@ relative-size rule, compares the unrounded share with ``<=``, and seeds FastICA 
 with the run's seed (ART leaves them unseeded), so a cell is reproducible.
 
 Positive control: ``image_level`` (the BadNets analogue of the paper's patch attacks),
-``tests/controls/test_training_time_controls.py``.
+``tests/controls/test_training_time_controls.py``. The poisoned road segments are split off
+exactly (smaller share 0.10, recall 1.00) on seeds 0 and 1, but the relative-size rule also
+flags clean classes whose natural split is uneven (seed 1: car 0.34, person 0.29, sidewalk
+0.28), and removing 29% of the person segments costs 9 points of clean mIoU.
 """
 
 from __future__ import annotations

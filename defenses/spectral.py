@@ -28,7 +28,11 @@ the *uncentred* representations on the top singular vector; this follows the pap
 algorithm and projects the centred ones (the ranking differs only by the offset of the mean).
 
 Positive control: ``image_level`` (the BadNets analogue of the paper's pixel/pattern
-attacks), ``tests/controls/test_training_time_controls.py``.
+attacks), ``tests/controls/test_training_time_controls.py``. Known failure: on seed 1 the
+poisoned road segments lie along the *second* singular direction of the road class (singular
+values 6.77 and 6.08; AUROC of the squared projection 0.55 on the first, 1.00 on the second;
+distance to the class mean 0.98), so the paper's top-direction score finds 6% of them and the
+backdoor survives retraining; on seed 0 the poison is the top direction (18.7 against 6.7).
 """
 
 from __future__ import annotations
