@@ -1,5 +1,5 @@
 """Anti-Backdoor Learning: the lowest-loss segments are isolated, set to ignore for training
-and are the only labelled pixels of the unlearning stage."""
+and are the only labelled pixels of the unlearning stage, which stops once they are unlearned."""
 
 import math
 
@@ -9,7 +9,7 @@ import torch
 from benchmark.datasets import IGNORE_INDEX
 from benchmark.errors import BenchmarkError
 from defenses import registry
-from defenses.abl import isolate, keep_segments, sample_losses
+from defenses.abl import agreement, isolate, keep_segments, sample_losses, unlearn
 
 
 def test_isolates_the_lowest_loss_segments_that_exist():
@@ -38,14 +38,32 @@ def test_training_isolates_and_returns_segment_flags(planted):
     assert model(torch.rand(1, 3, 8, 8)).shape == (1, 2, 8, 8)
 
 
-def test_lga_floors_each_segments_mean_loss_or_each_pixels():
+def test_lga_floors_the_batch_mean_loss_or_each_segments_or_each_pixels():
     loss = torch.tensor([[[0.1, 0.3], [2.0, 4.0]]])
     masks = torch.tensor([[[0, 0], [1, IGNORE_INDEX]]])
+    assert sample_losses(loss, masks, 2, "batch").tolist() == pytest.approx([0.8])  # official: the batch mean
     assert sample_losses(loss, masks, 2, "segment").tolist() == pytest.approx([0.2, 2.0])
     assert sample_losses(loss, masks, 2, "pixel").tolist() == pytest.approx([0.1, 0.3, 2.0])
 
 
-@pytest.mark.parametrize("params", [{"lga": "image"}, {"isolation_epochs": "0"}, {"isolation_rate": "1"}, {"gamma": "-1"},
+def test_unlearning_stops_once_the_isolated_pixels_are_unlearned(planted):
+    torch.manual_seed(0)
+    data = planted(n=8)
+    isolated = torch.zeros(8, 2, dtype=torch.bool)
+    isolated[:4, 0] = True
+    model = data.new_model()
+    with torch.no_grad():
+        model.segmentation_head.bias.copy_(torch.tensor([5.0, 0.0]))  # every pixel predicted class 0
+    rows = isolated.any(dim=1).nonzero().flatten()
+    images, masks = data.images[rows], keep_segments(data, isolated)[rows]
+    before = agreement(model, images, masks)
+    assert before == 1.0
+    steps, (start, end) = unlearn(model, data, isolated, epochs=200, lr=0.5, stop=0.5)
+    assert start == pytest.approx(before) and end <= 0.5 * start and 0 < steps < 200
+    assert unlearn(data.new_model(), data, isolated, epochs=3, lr=1e-3, stop=0.0)[0] == 3  # legacy: every epoch
+
+
+@pytest.mark.parametrize("params", [{"lga": "image"}, {"unlearning_stop": "1"}, {"isolation_epochs": "0"}, {"isolation_rate": "1"}, {"gamma": "-1"},
                                     {"unlearning_epochs": "-1"}, {"unlearning_lr": "0"}])
 def test_bad_parameters(params):
     with pytest.raises(BenchmarkError):
