@@ -3,6 +3,12 @@
 Quantising each channel to ``2**bits`` levels removes low-amplitude (blended, invisible)
 triggers. The image size is kept, so the segmentation output needs no inversion. With 8 bits
 the filter is exactly the identity on images decoded from uint8, as every dataset image is.
+
+Control: none exists for the default trigger, a genuine negative. The default patch is a 0/1
+checkerboard, which every bit depth (1 included) represents exactly, so quantisation cannot
+touch it: on ``image_level`` (``unet``, leaderboard configuration) post ASR stays 100 on seeds
+0 / 1 / 2 at 4 bits (mIoU cost 0.1). Feature Squeezing targets small-amplitude (adversarial)
+perturbations; see the docs' controls table for the low-amplitude ``blended`` trigger.
 """
 
 from __future__ import annotations
