@@ -23,7 +23,10 @@ with. Here the training's rate is 5e-3 and the tuning half of a 5% budget is 25 
 batch an epoch, so the old default (5 epochs at 1e-3: 5 small steps) could not restore what the
 pruning removed nor overwrite the backdoor (committed ``image_level`` post ASR 76 +- 65 over
 seeds 0-2). The default is now the training's rate for 50 epochs (50 steps), as ``finetune``;
-``epochs=5 lr=0.001`` reproduces the committed cells.
+``epochs=5 lr=0.001`` reproduces the committed cells. Control (``image_level``, ``unet``,
+leaderboard configuration, seeds 0 / 1 / 2): 3 / 1 / 1 of the head's 16 input channels pruned,
+post ASR 8.4 / 7.8 / 3.6 (baseline 1.2) at a clean mIoU cost of 0.8 / 1.7 / -2.0 points, DER
+95 / 95 / 98. The fine-tuning does most of the work: the classifier's input has 16 channels.
 """
 
 from __future__ import annotations
