@@ -8,7 +8,9 @@ Control: none exists for the default trigger, a genuine negative. The default pa
 checkerboard, which every bit depth (1 included) represents exactly, so quantisation cannot
 touch it: on ``image_level`` (``unet``, leaderboard configuration) post ASR stays 100 on seeds
 0 / 1 / 2 at 4 bits (mIoU cost 0.1). Feature Squeezing targets small-amplitude (adversarial)
-perturbations; see the docs' controls table for the low-amplitude ``blended`` trigger.
+perturbations; its closest backdoor analogue here, the low-amplitude ``blended`` trigger
+(noise at alpha 0.15, itself a weak backdoor: ASR 49 / 43 / 50 against a clean baseline of
+15-16), is untouched too: post ASR 48.3 / 42.6 / 48.3 at 4 bits. No control exists here.
 """
 
 from __future__ import annotations
