@@ -16,6 +16,15 @@ is more robust than the official code's "last conv seen in module order".
 A model whose encoder has no BatchNorm (SegFormer's MiT normalises with LayerNorm; only one
 decoder layer has BatchNorm) cannot be repaired this way: the defense says so in one line
 rather than prune a decoder layer and call the model repaired.
+
+Control: a genuine negative here. The paper's setting is a BadNets patch on a CIFAR-10
+ResNet-18 at u = 3, where CLP removes the backdoor at about a point of accuracy (the formula
+above matches the official ``test.py``'s ``CLP``). On ``image_level`` (``unet``, leaderboard
+configuration) u = 3 prunes 48 / 40 / 59 of 6,312 channels on seeds 0 / 1 / 2 and post ASR
+stays 100 (mIoU cost 0.2 / 9.3 / 0.4); on seed 0, u = 2 prunes 251 channels (ASR 98.4, cost
+12.4) and u = 1 prunes 984 (ASR 31.2, mIoU 84.7 -> 30.4). Issue 24 found no u that removes it on ``unet``,
+``unet_resnet18`` or an SGD-trained U-Net without wrecking mIoU. The trigger's channels are
+not the ones with outlying weight-norm bounds in these models.
 """
 
 from __future__ import annotations

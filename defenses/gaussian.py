@@ -6,6 +6,11 @@ patches) at the price of blurrier class boundaries. The blur keeps the image siz
 segmentation output needs no inversion. It is separable (a row then a column convolution, per
 channel) with a kernel of radius ``ceil(3 sigma)`` and replicated borders, which never fail
 whatever the image size.
+
+Control: ``image_level`` (``unet``, leaderboard configuration): sigma 1 blurs the one-pixel
+checkerboard to flat grey and post ASR falls from 100 to 2.9 / 2.9 / 3.0 on seeds 0 / 1 / 2
+(baseline 1.2), at a clean mIoU cost of 7.8-7.9 points: the trigger is removed, the 5-point
+cost target of a repair is not met (a blur also blurs class boundaries).
 """
 
 from __future__ import annotations

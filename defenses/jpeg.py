@@ -5,6 +5,14 @@ Lossy compression discards the fine high-frequency detail many triggers are made
 size is kept, so the segmentation output needs no inversion. Encoding runs on the CPU through
 torchvision (libjpeg) for every device alike, so results do not depend on the GPU's codec;
 quality 100 is close to, not exactly, the identity (chroma subsampling and rounding remain).
+
+Control: none holds for the default trigger. The default patch is a grey one-pixel 0/1
+checkerboard: all of it is in the luma channel, and its energy sits in one high-frequency DCT
+coefficient of each 8x8 block, far above that coefficient's quantisation step at quality 75, so
+it survives: on ``image_level`` (``unet``, leaderboard configuration) post ASR stays 100 on seeds
+0 / 1 / 2 (mIoU cost 2.2-2.8). Nor on the low-amplitude ``blended`` trigger (noise at alpha
+0.15; ASR 49.3 / 43.1 / 49.9, clean baseline 15-16): post ASR 50.2 / 42.9 / 41.8 at quality 75.
+No control exists here.
 """
 
 from __future__ import annotations

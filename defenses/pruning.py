@@ -16,6 +16,17 @@ Segmentation specifics:
   still emits the BN shift after its weights are zeroed, so zeroing would not silence it.
 - "Accuracy" is clean mIoU on a held-out part of the budget; pruning proceeds in steps and
   keeps the last mask whose relative mIoU drop stays within ``max_drop``.
+
+Fine-tuning: the official fine-tuning solver (kangliucn/Fine-pruning-defense,
+``face/model/solver_train_cl.prototxt``) is Adam at 1e-3, the rate the network was trained
+with. Here the training's rate is 5e-3 and the tuning half of a 5% budget is 25 images, one
+batch an epoch, so the old default (5 epochs at 1e-3: 5 small steps) could not restore what the
+pruning removed nor overwrite the backdoor (committed ``image_level`` post ASR 76 +- 65 over
+seeds 0-2). The default is now the training's rate for 50 epochs (50 steps), as ``finetune``;
+``epochs=5 lr=0.001`` reproduces the committed cells. Control (``image_level``, ``unet``,
+leaderboard configuration, seeds 0 / 1 / 2): 3 / 1 / 1 of the head's 16 input channels pruned,
+post ASR 8.4 / 7.8 / 3.6 (baseline 1.2) at a clean mIoU cost of 0.8 / 1.7 / -2.0 points, DER
+95 / 95 / 98. The fine-tuning does most of the work: the classifier's input has 16 channels.
 """
 
 from __future__ import annotations
@@ -50,10 +61,10 @@ class FinePruning(ModelRepairDefense):
     """Largest tolerated relative drop of held-out clean mIoU while pruning."""
     holdout: float = 0.5
     """Fraction of the budget held out to measure the mIoU drop (the rest ranks and fine-tunes)."""
-    epochs: int = 5
-    """Fine-tuning epochs after pruning (0: prune only)."""
-    lr: float = 1e-3
-    """AdamW learning rate of the fine-tuning."""
+    epochs: int = 50
+    """Fine-tuning epochs after pruning (0: prune only; legacy: 5)."""
+    lr: float = 5e-3
+    """AdamW learning rate of the fine-tuning: the training's (legacy: 1e-3)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.step <= 1:
