@@ -74,7 +74,7 @@ class ActivationClustering(DataFilterDefense):
             raise ValueError(f"min_samples must be >= 4, got {self.min_samples}")
 
     def flag(self, model: nn.Module, data: PoisonedTrainingSet) -> Flags:
-        features, present = segment_features(model, data), data.present()
+        features, present = segment_features(model, data, self.name), data.present()
         scores = torch.full(present.shape, math.nan)
         flagged = torch.zeros(present.shape, dtype=torch.bool)
         report = {}

@@ -146,7 +146,7 @@ class Beatrix(PixelDetectionDefense):
 
     def image_grams(self, model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, features]`` Gram vectors of the whole layer (mean over positions) and the labels."""
-        features, logits = classifier_input(model, self._num_classes, images)
+        features, logits = classifier_input(model, self._num_classes, images, self.name)
         flat = features.double().flatten(2)  # [B, D, P]
         rows, cols = torch.triu_indices(flat.shape[1], flat.shape[1], device=images.device)
         vectors = []
@@ -160,7 +160,7 @@ class Beatrix(PixelDetectionDefense):
     def segment_grams(self, model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, K, features]`` Gram vectors of the predicted segments (NaN where a segment is
         absent or smaller than ``min_pixels``) and the predicted labels ``[B,H,W]``."""
-        features, logits = classifier_input(model, self._num_classes, images)
+        features, logits = classifier_input(model, self._num_classes, images, self.name)
         features = F.interpolate(features, size=images.shape[-2:], mode="bilinear", align_corners=False)
         labels = logits.argmax(dim=1)
         flat, classes = features.double().flatten(2), labels.flatten(1)  # [B,D,P], [B,P]

@@ -112,11 +112,13 @@ class FinePruning(ModelRepairDefense):
         return model
 
 
-def find_classifier(model: nn.Module, num_classes: int, layer: str = "", what: str = "pruning") -> tuple[str, nn.Conv2d]:
+def find_classifier(model: nn.Module, num_classes: int, layer: str = "", what: str = "pruning",
+                    layer_param: bool = True) -> tuple[str, nn.Conv2d]:
     """The per-pixel classifier conv and its module name: ``layer`` if given, else the last
     ``Conv2d`` with ``num_classes`` outputs in ``model.segmentation_head``, else the last ``Conv2d`` with ``num_classes`` outputs
     outside an auxiliary head (torchvision's ``aux_classifier`` only trains, never predicts).
-    ``what`` names the caller in errors."""
+    ``what`` names the caller in errors, and ``layer_param`` says whether it has a ``layer``
+    parameter to name the classifier with (else the remedy is in the model)."""
     convs = {name: m for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
     if layer:
         if layer not in convs:
@@ -131,8 +133,10 @@ def find_classifier(model: nn.Module, num_classes: int, layer: str = "", what: s
         return f"segmentation_head.{name}", module
     matching = [name for name, m in convs.items() if m.out_channels == num_classes and not name.startswith("aux_")]
     if not matching:
-        raise BenchmarkError(f"{what}: no Conv2d with {num_classes} output channels found; "
-                             "set the defense parameter 'layer'")
+        remedy = ("set the defense parameter 'layer' to the classifier's module name" if layer_param else
+                  f"give the model a 'segmentation_head' module whose last Conv2d has {num_classes} outputs")
+        raise BenchmarkError(f"{what}: cannot find the model's per-pixel classifier (no Conv2d with {num_classes} "
+                             f"output channels); {remedy}")
     return matching[-1], convs[matching[-1]]
 
 

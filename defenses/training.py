@@ -38,6 +38,7 @@ from torch import nn
 from benchmark.plugin import IGNORE_INDEX
 from benchmark.toolkit import TrainConfig, batch_indices, logits_of, to_input
 from defenses.base import Defense
+from defenses.pruning import find_classifier
 
 
 @dataclass(frozen=True)
@@ -125,12 +126,11 @@ def segment_sums(values: torch.Tensor, masks: torch.Tensor, num_classes: int) ->
     return torch.einsum("bhwk,bdhw->bkd", one_hot, values), one_hot.sum(dim=(1, 2))
 
 
-def classifier_input(model: nn.Module, num_classes: int, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def classifier_input(model: nn.Module, num_classes: int, images: torch.Tensor,
+                     what: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The features the per-pixel classifier sees (``[B,D,H',W']``, from a forward hook) and
-    the logits of the same forward."""
-    from defenses.pruning import find_classifier
-
-    _, conv = find_classifier(model, num_classes)
+    the logits of the same forward; ``what`` names the defense in errors."""
+    _, conv = find_classifier(model, num_classes, what=what, layer_param=False)
     seen: list[torch.Tensor] = []
     handle = conv.register_forward_pre_hook(lambda module, args: seen.append(args[0].float()))
     try:
@@ -140,12 +140,12 @@ def classifier_input(model: nn.Module, num_classes: int, images: torch.Tensor) -
     return seen[0], logits
 
 
-def segment_features(model: nn.Module, data: PoisonedTrainingSet) -> torch.Tensor:
+def segment_features(model: nn.Module, data: PoisonedTrainingSet, what: str) -> torch.Tensor:
     """``[N, K, D]``: the mean classifier-input feature over each segment's pixels (features
     resized bilinearly to the mask size; zeros where the segment does not exist)."""
     out = []
     for _, images, masks in data.batches():
-        features, _ = classifier_input(model, data.num_classes, images)
+        features, _ = classifier_input(model, data.num_classes, images, what)
         features = F.interpolate(features, size=masks.shape[-2:], mode="bilinear", align_corners=False)
         sums, counts = segment_sums(features, masks, data.num_classes)
         out.append((sums / counts.clamp(min=1).unsqueeze(-1)).cpu())

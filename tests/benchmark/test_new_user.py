@@ -128,3 +128,38 @@ def test_a_defense_that_cannot_apply_is_a_not_applicable_cell(tmp_path, capsys):
     assert main(["leaderboard", "--results", str(tmp_path / "results"), "--output", str(tmp_path / "LB.md")]) == 0
     assert main(["leaderboard", "--results", str(tmp_path / "results"), "--format", "html",
                  "--output", str(tmp_path / "LB.html")]) == 0
+
+
+HIDDEN_HEAD_MODEL = """
+import torch
+from torch import nn
+
+import models
+
+
+@models.register("hidden_head", size_divisor=1)
+def hidden_head(num_classes, in_channels):
+    '''A model whose classifier is neither called segmentation_head nor the only num_classes conv.'''
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(in_channels, 5, 3, padding=1), nn.BatchNorm2d(5), nn.ReLU())
+            self.out = nn.Linear(5, num_classes)
+
+        def forward(self, x):
+            return self.out(self.body(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    return Net()
+"""
+
+
+def test_a_classifier_that_cannot_be_found_names_the_defense_and_a_remedy_it_has(tmp_path, capsys):
+    plugin = tmp_path / "hidden_head.py"
+    plugin.write_text(HIDDEN_HEAD_MODEL)
+    args = ["run", *TINY, "--plugin", str(plugin), "--model", "hidden_head", "--workdir", str(tmp_path / "work")]
+    assert main([*args, "--defense", "spectral"]) == 2
+    message = one_line_error(capsys)
+    assert message.startswith("error: spectral: cannot find the model's per-pixel classifier")
+    assert "'segmentation_head' module" in message and "'layer'" not in message
+    assert main([*args, "--defense", "pruning"]) == 2
+    assert "error: pruning: " in (message := one_line_error(capsys)) and "set the defense parameter 'layer'" in message
