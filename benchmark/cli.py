@@ -364,8 +364,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format=log_format(), stream=sys.stderr)
-    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: the other ranks' progress would repeat rank 0's
-        logging.getLogger().setLevel(max(level, logging.WARNING))
     # cuBLAS is deterministic only with a fixed workspace, which must be set before CUDA starts
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     try:

@@ -60,7 +60,7 @@ class Beatrix(PixelDetectionDefense):
 
     level: str = Plugin.added("image", legacy="segment")
     """``image``: one Gram vector per image (the paper); ``segment``: one per predicted segment."""
-    folds: int = 0
+    folds: int = Plugin.added(0)
     """``level=image``: folds of the budget whose held-out deviations calibrate the threshold
     (0: one per image, leave-one-out, so each held-out score uses bounds of ``n - 1`` images,
     as close as it gets to the ``n`` that score a test image)."""

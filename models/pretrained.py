@@ -125,7 +125,8 @@ def lite0_weights_file() -> Path:
 
 def lite0_timm_state() -> dict[str, torch.Tensor]:
     """The package's weights under timm's ``tf_efficientnet_lite0`` names (classifier head included)."""
-    source = torch.load(lite0_weights_file(), map_location="cpu", weights_only=True)
+    path = lite0_weights_file()
+    source = torch.load(path, map_location="cpu", weights_only=True)
     mapping = key_mapping()
     if set(source) != set(mapping):
         raise BenchmarkError(f"{WEIGHTS_FILE} does not hold EfficientNet-Lite0's tensors: "
