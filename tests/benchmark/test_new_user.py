@@ -91,9 +91,9 @@ def test_the_readme_counts_what_list_shows():
 
 def test_an_output_that_cannot_be_created_names_the_path_given(capsys):
     results = Path(__file__).parents[2] / "leaderboard" / "results"
-    assert main(["leaderboard", "--results", str(results), "--output", "/proc/LEADERBOARD.md"]) == 1
+    assert main(["export", "--results", str(results), "--output", "/proc/results.csv"]) == 1
     message = one_line_error(capsys)
-    assert "'/proc/LEADERBOARD.md'" in message and ".tmp" not in message
+    assert "'/proc/results.csv'" in message and ".tmp" not in message
 
 
 def test_under_torchrun_each_log_line_names_its_rank(monkeypatch):
