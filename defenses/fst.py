@@ -41,15 +41,14 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 
 import torch
 from torch import nn
 
-from benchmark.plugin import BenchmarkError, Plugin
+from benchmark.plugin import Plugin
 from defenses.base import CleanBudget, ModelRepairDefense
 from defenses.pruning import budget_miou, find_classifier
-from defenses.repair import pixel_ce, shuffled_batches, train_frozen_bn, tune
+from defenses.repair import adamw, pixel_ce, tune
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +92,9 @@ class FeatureShiftTuning(ModelRepairDefense):
         def loss(model: nn.Module, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
             return pixel_ce(model, images, masks) + self.alpha * (head.weight * original).sum()
 
-        if self.optimizer == "sgd":
-            final = self.tune_sgd(model, budget, loss, after_step=lambda: project_norm(head, norm))
-        else:
-            final = tune(model, budget, self.epochs, self.lr, loss=loss, after_step=lambda: project_norm(head, norm),
-                         desc="fst")
+        official = self.optimizer == "sgd"  # SGD (momentum 0.9), cosine annealing per epoch; legacy: AdamW
+        final = tune(model, budget, self.epochs, self.lr, loss=loss, after_step=lambda: project_norm(head, norm),
+                     desc="fst", optimizer=sgd_momentum if official else adamw, cosine=official)
         similarity = float(torch.nn.functional.cosine_similarity(head.weight.detach().flatten(),
                                                                  original.flatten(), dim=0))
         self.report = {"layer": layer, "budget_miou_after": budget_miou(model, budget),
@@ -106,34 +103,12 @@ class FeatureShiftTuning(ModelRepairDefense):
                  layer, similarity, self.report["budget_miou_after"])
         return model
 
-    def tune_sgd(self, model: nn.Module, budget: CleanBudget, loss, after_step) -> float:
-        """The official loop: SGD (momentum 0.9), cosine annealing stepped once per epoch,
-        BatchNorm statistics frozen. Returns the mean loss of the last epoch."""
-        optimizer = torch.optim.SGD(model.parameters(), lr=self.lr, momentum=0.9)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.epochs)
-        generator = torch.Generator().manual_seed(0)
-        last = float("nan")
-        for epoch in range(self.epochs):
-            train_frozen_bn(model)
-            total, steps = torch.zeros((), device=budget.device), 0
-            for images, masks in shuffled_batches(budget, generator):
-                value = loss(model, images, masks)
-                optimizer.zero_grad(set_to_none=True)
-                value.backward()
-                optimizer.step()
-                after_step()
-                total += value.detach()
-                steps += 1
-            schedule.step()
-            last = float(total) / max(steps, 1)
-            if not math.isfinite(last):
-                raise BenchmarkError(f"fst: loss became {last} in epoch {epoch + 1}; lower lr")
-            log.debug("fst: epoch %d/%d, loss %.4f", epoch + 1, self.epochs, last)
-        model.eval()
-        return last
-
 
 @torch.no_grad()
 def project_norm(head: nn.Module, norm: torch.Tensor) -> None:
     """Scale the classifier weight back to the original norm."""
     head.weight.mul_(norm / head.weight.norm().clamp_min(1e-12))
+
+
+def sgd_momentum(params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr, momentum=0.9)

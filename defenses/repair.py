@@ -72,13 +72,20 @@ def shuffled_batches(budget: CleanBudget, generator: torch.Generator) -> Iterato
         yield to_input(budget.images[index].to(budget.device)), budget.masks[index].to(budget.device)
 
 
+def adamw(params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=lr)
+
+
 def tune(model: nn.Module, budget: CleanBudget, epochs: int, lr: float, loss: Loss = pixel_ce,
          parameters: list[nn.Parameter] | None = None, after_step: Callable[[], None] | None = None,
-         desc: str = "tune") -> float:
-    """Fine-tune ``model`` in place on the budget: AdamW, BatchNorm statistics frozen, the
-    same shuffle for the same budget. Returns the mean loss of the last epoch."""
+         desc: str = "tune", optimizer: Callable[[list[nn.Parameter], float], torch.optim.Optimizer] = adamw,
+         cosine: bool = False) -> float:
+    """Fine-tune ``model`` in place on the budget: AdamW (or ``optimizer``), BatchNorm
+    statistics frozen, the same shuffle for the same budget; with ``cosine`` the rate anneals
+    once per epoch. Returns the mean loss of the last epoch."""
     params = list(model.parameters()) if parameters is None else parameters
-    optimizer = torch.optim.AdamW(params, lr=lr)
+    optimizer = optimizer(params, lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs) if cosine else None
     generator = torch.Generator().manual_seed(0)
     last = float("nan")
     for epoch in range(epochs):
@@ -93,6 +100,8 @@ def tune(model: nn.Module, budget: CleanBudget, epochs: int, lr: float, loss: Lo
                 after_step()
             total += value.detach()
             steps += 1
+        if schedule is not None:
+            schedule.step()
         last = float(total) / max(steps, 1)
         if not math.isfinite(last):
             raise BenchmarkError(f"{desc}: loss became {last} in epoch {epoch + 1}; lower the defense's lr")
