@@ -5,15 +5,25 @@ trees, a perspective road with lane markings between two sidewalks, poles, and 0
 the road and 0-2 persons on the sidewalks. Cars and persons vary in size (with perspective),
 colour and position, so a fine-grained attack has real objects of varying shape to hit;
 instance ids are recorded for them. Generation is vectorised over the whole split (one tensor
-op per layer, no per-image Python), deterministic from the seed, and takes about a second
-for thousands of 64x64 images.
+op per layer, no per-image Python), deterministic from the seed, and takes about two seconds
+for a thousand 64x64 images; with a cache folder (the runner's ``WORKDIR/datasets``) each
+split is generated once and read back in milliseconds, so a finished cell costs no generation.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+from pathlib import Path
+
+import safetensors
+import safetensors.torch
 import torch
 
 from benchmark.datasets import DatasetConfig, SegmentationDataset, Split, register
+from benchmark.store import atomic_write_bytes, content_key, file_lock
+
+log = logging.getLogger(__name__)
 
 CLASS_NAMES = ("road", "sidewalk", "building", "vegetation", "sky", "pole", "car", "person")
 ROAD, SIDEWALK, BUILDING, VEGETATION, SKY, POLE, CAR, PERSON = range(len(CLASS_NAMES))
@@ -21,6 +31,9 @@ MAX_CARS = 3
 MAX_PERSONS = 2
 DEFAULT_TRAIN_SIZE = 2000
 DEFAULT_TEST_SIZE = 300
+GENERATOR_VERSION = 1
+"""Part of every cached split's name: bump it whenever ``generate`` draws different scenes for
+the same arguments, so that no cache of the old scenes is read back."""
 
 
 class _Canvas:
@@ -175,7 +188,49 @@ def generate(n: int, size: int | tuple[int, int], seed: int) -> Split:
 @register("synthetic")
 def build(config: DatasetConfig) -> SegmentationDataset:
     """Synthetic street scenes; train and test come from independent streams of the seed."""
-    train = generate(config.train_size or DEFAULT_TRAIN_SIZE, config.size, 2 * config.seed)
-    test = generate(config.test_size or DEFAULT_TEST_SIZE, config.size, 2 * config.seed + 1)
+    train = scenes(config, config.train_size or DEFAULT_TRAIN_SIZE, 2 * config.seed)
+    test = scenes(config, config.test_size or DEFAULT_TEST_SIZE, 2 * config.seed + 1)
     return SegmentationDataset("synthetic", CLASS_NAMES, train, test,
                               attack_defaults={"target": "road", "victims": ("car",)})
+
+
+def scenes(config: DatasetConfig, n: int, seed: int) -> Split:
+    """``generate(n, config.size, seed)``, through a safetensors file in ``config.cache_dir``
+    when there is one; a damaged file (its recorded hash no longer matches) is generated again."""
+    if config.cache_dir is None:
+        return generate(n, config.size, seed)
+    key = content_key({"version": GENERATOR_VERSION, "n": n, "size": list(config.size), "seed": seed})
+    path = Path(config.cache_dir) / f"synthetic-{key}.safetensors"
+    with file_lock(path.with_suffix(".lock")):
+        cached = read_scenes(path)
+        if cached is not None:
+            return cached
+        split = generate(n, config.size, seed)
+        tensors = {"images": split.images.contiguous(), "masks": split.masks.contiguous(),
+                   "instances": split.instances.contiguous()}
+        atomic_write_bytes(path, safetensors.torch.save(tensors, metadata={"sha256": tensors_sha256(tensors)}))
+        return split
+
+
+def read_scenes(path: Path) -> Split | None:
+    if not path.is_file():
+        return None
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as handle:
+            recorded = (handle.metadata() or {}).get("sha256")
+            tensors = {name: handle.get_tensor(name) for name in ("images", "masks", "instances")}
+    except Exception as error:  # a truncated or foreign file: the library raises several types
+        log.warning("cached scenes %s are unreadable (%s); generating them again", path, error)
+        return None
+    if recorded != tensors_sha256(tensors):
+        log.warning("cached scenes %s are damaged (hash mismatch); generating them again", path)
+        return None
+    return Split(tensors["images"], tensors["masks"], tensors["instances"])
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].numpy().tobytes())
+    return digest.hexdigest()

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import artifacts
+from benchmark import artifacts, datasets
+from benchmark.datasets import synthetic
 from benchmark.cli import main
 from benchmark.engine import TrainConfig
 from benchmark.spec import RunSpec
@@ -46,9 +47,16 @@ def test_settings_that_cannot_act_stay_out_of_the_model_key():
     assert artifacts.model_description(aux, None)["train"]["aux_weight"] == 0.7
 
 
-def test_a_second_run_says_it_reused_the_finished_cell(tmp_path, capsys, caplog):
+def test_a_second_run_says_it_reused_the_finished_cell_and_generates_no_scenes(tmp_path, capsys, caplog,
+                                                                                   monkeypatch):
     args = ["run", *TINY, "--workdir", str(tmp_path), "--defense", "none"]
     assert main(args) == 0
+    datasets._built.cache_clear()  # as in a second process: nothing held in memory
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("the second run generated scenes again")
+
+    monkeypatch.setattr(synthetic, "generate", no_generation)
     with caplog.at_level(logging.INFO, logger="benchmark"):
         assert main(args) == 0
     (done,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("done in")]

@@ -1,9 +1,12 @@
 """The embedded synthetic street-scene dataset."""
 
+import logging
+
+import pytest
 import torch
 
 from benchmark import datasets
-from benchmark.datasets import DatasetConfig
+from benchmark.datasets import DatasetConfig, synthetic
 from benchmark.datasets.synthetic import CAR, CLASS_NAMES, PERSON, generate
 
 
@@ -40,3 +43,29 @@ def test_instance_ids_mark_cars_and_persons_only():
     things = (split.masks == CAR) | (split.masks == PERSON)
     assert bool((split.instances[~things] == 0).all())
     assert bool((split.instances[things] > 0).all())
+
+
+def test_a_cached_split_reads_back_identical_and_a_damaged_one_is_generated_again(tmp_path, monkeypatch, caplog):
+    config = DatasetConfig(image_size=32, cache_dir=str(tmp_path))
+    fresh = synthetic.scenes(config, 12, seed=5)
+    (path,) = tmp_path.glob("synthetic-*.safetensors")
+    monkeypatch.setattr(synthetic, "generate", lambda *a: pytest.fail("read back, not generated"))
+    cached = synthetic.scenes(config, 12, seed=5)
+    for name in ("images", "masks", "instances"):
+        assert torch.equal(getattr(cached, name), getattr(fresh, name)), name
+    monkeypatch.undo()
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # one flipped bit in the last image value
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        again = synthetic.scenes(config, 12, seed=5)
+    assert "damaged" in caplog.text and torch.equal(again.images, fresh.images)
+    assert synthetic.read_scenes(path) is not None  # and the file was written anew
+
+
+def test_the_generator_version_names_the_cached_split(tmp_path, monkeypatch):
+    config = DatasetConfig(image_size=32, cache_dir=str(tmp_path))
+    synthetic.scenes(config, 4, seed=0)
+    monkeypatch.setattr(synthetic, "GENERATOR_VERSION", synthetic.GENERATOR_VERSION + 1)
+    synthetic.scenes(config, 4, seed=0)
+    assert len(list(tmp_path.glob("synthetic-*.safetensors"))) == 2
