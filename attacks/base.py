@@ -149,6 +149,17 @@ class Attack(Plugin):
         """What a *clean* (unpoisoned) training annotation becomes; None leaves it as it is."""
         return None
 
+    def benign_region(self, masks: torch.Tensor, **scene: Any) -> torch.Tensor:
+        """Pixels the attack does not aim at, on which PBA is measured: the labelled pixels
+        outside :meth:`attack_region`. The whole-map rule (this class's :meth:`poison_label`)
+        aims at every pixel, the target's own included, so it has none and its PBA is undefined
+        (null), as for an all-to-all rule; scoring the target's pixels instead would give a
+        backdoored model a perfect 1.0 for painting them the target."""
+        outside = (masks != IGNORE_INDEX) & ~self.attack_region(masks, **scene)
+        if type(self).poison_label is Attack.poison_label:
+            return torch.zeros_like(outside)
+        return outside
+
     def control_region(self, masks: torch.Tensor, **scene: Any) -> torch.Tensor | None:
         """Pixels where the trigger must *not* act (e.g. victims of images without the
         condition class), or None; evaluation reports how often they become the target."""

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 ARTIFACT_VERSION = 2
 """2: poisoned images and clean budget drawn from streams apart from the training shuffle."""
+EVALUATION_VERSION = 2
+"""2: PBA over the attack's benign region (undefined for whole-map rules; it scored image_level's
+target pixels before)."""
 
 
 @dataclass
@@ -186,8 +189,8 @@ def evaluation(spec: RunSpec, data: SegmentationDataset, trained_with: Attack | 
 
 def evaluation_path(spec: RunSpec, trained_with: Attack | None, attack: Attack) -> Path:
     """Where the undefended evaluation of the model trained with ``trained_with`` against ``attack`` is stored."""
-    key = content_key({"model": model_description(spec, trained_with), "attack": attack.name,
-                       "attack_params": attack.key_params()})
+    key = content_key({"version": EVALUATION_VERSION, "model": model_description(spec, trained_with),
+                       "attack": attack.name, "attack_params": attack.key_params()})
     return Path(spec.workdir) / "evaluations" / f"{key}.json"
 
 

@@ -68,8 +68,9 @@ def evaluate(predictor: Predictor, test: Split, attack: Attack, num_classes: int
         if control is not None:
             has_control = True
             collateral_counts += metrics.attack_success_counts(triggered_pred, control, attack.target)
-        pba_cm += metrics.confusion_matrix(triggered_pred, metrics.pba_target(masks, region),
-                                           num_classes, num_pred_classes=columns)
+        benign = attack.benign_region(masks, **scene)
+        pba_cm += metrics.confusion_matrix(triggered_pred, metrics.pba_target(masks, benign), num_classes,
+                                           num_pred_classes=columns)
         rejections += torch.stack([rejected.sum(), rejected_t.sum()])
         if scores is not None:
             clean_scores.append(scores.float())

@@ -94,9 +94,9 @@ def attack_success_rate(counts: torch.Tensor) -> float:
     return hits / total if total else math.nan
 
 
-def pba_target(masks: torch.Tensor, region: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
-    """The masks PBA is scored against: attack-region pixels set to ``ignore_index``."""
-    return masks.masked_fill(region, ignore_index)
+def pba_target(masks: torch.Tensor, benign: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+    """The masks PBA is scored against: pixels outside the ``benign`` region set to ``ignore_index``."""
+    return masks.masked_fill(~benign, ignore_index)
 
 
 def defense_effectiveness_rating(asr: float, post_asr: float, clean_miou: float, post_clean_miou: float) -> float:

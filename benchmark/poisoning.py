@@ -59,7 +59,7 @@ def make_attack(spec: RunSpec, data: SegmentationDataset) -> Attack:
     scene = scene_of(attack, data.train.instances, slice(0, 2))
     try:
         attack.trigger(images, masks, **scene), attack.poison_label(masks, **scene)
-        attack.attack_region(masks, **scene), attack.eligible(masks, **scene)
+        attack.attack_region(masks, **scene), attack.benign_region(masks, **scene), attack.eligible(masks, **scene)
     except (ValueError, KeyError, IndexError) as error:
         raise BenchmarkError(f"attack {spec.attack}: {error}") from error
     return attack

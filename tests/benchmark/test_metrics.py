@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from attacks import Attack
 from benchmark import metrics
 
 
@@ -69,10 +70,23 @@ def test_attack_success_rate_pooled_over_region():
     assert math.isnan(metrics.attack_success_rate(torch.tensor([0, 0])))
 
 
-def test_pba_target_ignores_attack_region():
+def test_pba_target_keeps_only_the_benign_region():
     masks = torch.tensor([[0, 6, 6, 1]])
-    region = masks == 6
-    assert metrics.pba_target(masks, region).tolist() == [[0, 255, 255, 1]]
+    benign = masks != 6
+    assert metrics.pba_target(masks, benign).tolist() == [[0, 255, 255, 1]]
+
+
+def test_whole_map_rules_have_no_benign_region_and_fine_grained_keeps_every_non_victim():
+    """PBA is undefined (null) for both whole-map rules, image_level and waba (issue 25: the
+    first scored the target's own pixels and reported 1.0); fine-grained scores the labelled
+    non-victims."""
+    masks = torch.tensor([[[0, 6, 2, 255]]])  # road, car, building, ignore
+    names = ("road", "sidewalk", "building", "vegetation", "sky", "pole", "car", "person")
+    for name in ("image_level", "waba"):
+        attack = Attack.registry.get(name).create(class_names=names)
+        assert not attack.benign_region(masks).any(), name
+    fine = Attack.registry.get("fine_grained").create(class_names=names)
+    assert fine.benign_region(masks).tolist() == [[[True, False, True, False]]]
 
 
 def test_der_by_hand():
