@@ -43,11 +43,16 @@ trigger with their correct labels. If no class is flagged the model is returned 
 BatchNorm statistics stay frozen while unlearning (``defenses/repair.py``): triggered
 batches would otherwise shift them.
 
-Measured (``image_level``, ``unet``, seed 0, defaults): every trigger found; road's mask
-norm 36 against 419-2227 for the other classes, but early stopping ended their searches
-after 55-148 steps, before their norms settled, so the MAD is wide and road's index is 1.65
-(not flagged; fit 474 s on a loaded CPU). The control is not met yet; ``early_stop=False``
-(300 steps) is the setting the issue reports flagging road at index 3.2-3.4.
+Measured (``image_level``, ``unet``, seed 0, leaderboard configuration): every trigger found;
+road's mask norm is 36 against 419-2227 for the other classes, but early stopping ended their
+searches after 55-148 steps, before their norms settled, so the MAD is wide and road's index
+is 1.65 (not flagged). Without early stopping (all 300 steps, 529 s with one thread) the other
+norms settle at 396-1047 and road's at 34, 12 times smaller than any other, yet its index is
+only 1.76: with eight classes the MAD is the spread of the seven others (median 702, MAD 235),
+which a 1,000-1,700 range of normal norms keeps wide. The paper's MAD rule was calibrated on
+10-43 classes; we keep it unchanged rather than tune the threshold to this attack, so the
+control is not met here (the issue's reviewer reported an index of 3.2-3.4 with an all-pixel
+objective and 300 steps, which these settings do not reproduce).
 
 Legacy (the committed cells before issue 24): ``objective="easiest_source"``,
 ``early_stop=False``, ``unfound="area"`` with ``steps=30``.
