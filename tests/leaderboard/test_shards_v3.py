@@ -1,0 +1,43 @@
+"""The next committed grid (issue 25), defined before it is run: five seeds of every registered
+attack x every registered defense on the default model, three seeds of the other models'
+headline cells and of the poison-rate sweep, all at the converged training configuration."""
+
+from collections import defaultdict
+from pathlib import Path
+
+from attacks import Attack
+from benchmark.grid import build_grid, read_config
+from defenses import Defense
+
+SHARDS = sorted((Path(__file__).parents[2] / "leaderboard" / "shards-v3").glob("*.toml"))
+
+
+def cells() -> list:
+    return [spec for shard in SHARDS for spec in build_grid(read_config(str(shard))).cells()]
+
+
+def test_every_registered_attack_and_defense_has_five_seeds_on_the_default_model():
+    seeds = defaultdict(set)
+    for s in cells():
+        if s.model == "unet" and s.poison_rate == 0.1:
+            seeds[s.attack, s.defense].add(s.seed)
+    assert set(seeds) == {(a, d) for a in Attack.registry.names() for d in Defense.registry.names()}
+    assert {frozenset(v) for v in seeds.values()} == {frozenset(range(5))}
+
+
+def test_the_other_models_and_the_poison_rate_sweep_have_three_seeds():
+    others, rates = defaultdict(set), defaultdict(set)
+    for s in cells():
+        if s.model != "unet":
+            others[s.model, s.attack, s.defense].add(s.seed)
+        elif s.defense == "none":
+            rates[s.attack, s.poison_rate].add(s.seed)
+    assert {m for m, _, _ in others} == {"fpn", "pspnet", "deeplabv3plus", "unet_effl0_imagenet"}
+    assert all(len(v) == 3 for v in others.values())
+    assert {r for _, r in rates} == {0.01, 0.02, 0.05, 0.1} and all(len(v) >= 3 for v in rates.values())
+
+
+def test_one_training_configuration_and_no_legacy_defense_parameters():
+    specs = cells()
+    assert {(s.dataset.train_size, s.dataset.test_size, s.train.epochs) for s in specs} == {(1000, 150, 15)}
+    assert all(not s.defense_params for s in specs)
