@@ -24,12 +24,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+import models
 from benchmark import artifacts, metrics, runner
 from benchmark.spec import RunSpec
 from benchmark.store import read_json
 from benchmark.datasets import IGNORE_INDEX, DatasetConfig, Split, synthetic
 from benchmark.datasets.decode import Sample, load_split
-from benchmark.engine import TrainConfig, logits_of, to_input, train, train_step
+from benchmark.engine import TrainConfig, logits_of, prepare_model, to_input, train, train_step
 from benchmark.poisoning import poison_rows
 from defenses import CleanBudget, Defense
 from defenses.base import DetectingPredictor
@@ -389,6 +390,31 @@ def test_scaling(benchmark, report, make_unet, cpu):
 
 FILES = 32
 FILE_SIZE = (1024, 512)  # half a Cityscapes frame (2:1), decoded down to 64 px
+
+
+# --- 6b. the ImageNet-pretrained entry's cost against the default model ---------------------
+
+def test_pretrained_entry_vs_unet(benchmark, report, make_unet, data: Split, cpu):
+    """A training step of ``unet_effl0_imagenet`` (EfficientNet-Lite0 encoder, 3.3 M parameters)
+    against one of ``unet`` (1.05 M), side by side on the same batch (issue 21's cost figure)."""
+    images, masks = to_input(data.images[:BATCH]), data.masks[:BATCH]
+    unet = make_unet()
+    lite = prepare_model(models.build("unet_effl0_imagenet", NUM_CLASSES), cpu)
+    optimizers = {id(m): torch.optim.AdamW(m.parameters(), lr=1e-4) for m in (unet, lite)}
+
+    def step(model: torch.nn.Module):
+        model.train()
+        return train_step(model, optimizers[id(model)], images, masks, cpu)
+
+    rounds = 8
+    lite_seconds, unet_seconds = side_by_side(benchmark, lambda: step(lite), lambda: step(unet), rounds)
+    ratio = paired_ratio(lite_seconds, unet_seconds)
+    report(f"pretrained entry vs unet, one training step at b{BATCH}@64: {statistics.median(lite_seconds) * 1e3:.0f} ms "
+           f"vs {statistics.median(unet_seconds) * 1e3:.0f} ms, {ratio:.2f}x "
+           f"({BATCH / statistics.median(lite_seconds):.0f} vs {BATCH / statistics.median(unet_seconds):.0f} images/s)",
+           ratio=ratio, lite_images_per_s=BATCH / statistics.median(lite_seconds),
+           unet_images_per_s=BATCH / statistics.median(unet_seconds))
+    assert 1.0 < ratio < 6.0, f"the pretrained entry's step is {ratio:.2f}x unet's"
 
 
 # --- 7. data loading at scale: streaming, parallel decoding, the decode cache -----------------
