@@ -55,7 +55,7 @@ def test_hard_sigmoid_gets_a_second_derivative() -> None:
 def test_repair_leaves_the_input_model_alone_and_reports(make_budget) -> None:
     model = small_model()
     weight = model[0].weight.detach().clone()
-    defense = registry.get("ibau").create({"rounds": 1, "fixed_point_iterations": 2})
+    defense = registry.get("ibau").create({"rounds": 1, "steps_per_round": 3, "fixed_point_iterations": 2})
     repaired = defense.fit(model, make_budget(n=4, size=8)).model
     assert torch.equal(model[0].weight, weight) and not torch.equal(repaired[0].weight, weight)
     assert len(defense.report["perturbation_norms"]) == 1
@@ -64,7 +64,15 @@ def test_repair_leaves_the_input_model_alone_and_reports(make_budget) -> None:
 
 @pytest.mark.parametrize("params", [{"rounds": "0"}, {"max_rms": "0"}, {"perturbed_fraction": "0"},
                                     {"perturbed_fraction": "1.5"}, {"fixed_point_iterations": "0"},
-                                    {"fixed_point_step": "0"}, {"inner": "sum"}])
+                                    {"fixed_point_step": "0"}, {"inner": "sum"}, {"steps_per_round": "-1"}])
 def test_bad_parameters(params: dict) -> None:
     with pytest.raises(BenchmarkError):
         registry.get("ibau").create(params)
+
+
+@pytest.mark.parametrize("steps, expected", [(0, 2), (3, 3), (5, 5)])
+def test_a_round_takes_its_steps_from_reshuffled_passes_over_the_budget(make_budget, steps: int, expected: int) -> None:
+    """The official round is 50 batches; a 2-batch budget is cycled to give them (0: one pass, legacy)."""
+    budget = make_budget(n=4, size=8, batch_size=2)  # two batches
+    defense = registry.get("ibau").create({"steps_per_round": steps})
+    assert len(list(defense.round_batches(budget, torch.Generator().manual_seed(0)))) == expected

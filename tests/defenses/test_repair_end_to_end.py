@@ -20,6 +20,7 @@ epochs = 1
 iterations = 2
 [defense_params.ibau]
 rounds = 1
+steps_per_round = 1
 fixed_point_iterations = 1
 [defense_params.fst]
 epochs = 1
