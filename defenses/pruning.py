@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from benchmark.toolkit import confusion_matrix, logits_of, mean_iou, to_input, train_step
-from benchmark.plugin import BenchmarkError
+from benchmark.plugin import BenchmarkError, Plugin
 from defenses.base import CleanBudget, ModelRepairDefense
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,10 @@ class FinePruning(ModelRepairDefense):
     """Fine-tuning epochs after pruning (0: prune only; legacy: 5)."""
     lr: float = 5e-3
     """AdamW learning rate of the fine-tuning: the training's (legacy: 1e-3)."""
+    finetune_on: str = Plugin.added("budget", legacy="half")
+    """``budget``: fine-tune on every budget image once the held-out half has chosen the
+    pruning (the paper fine-tunes on all the defender's clean data); ``half``: only on the
+    ranking half (legacy)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.step <= 1:
@@ -77,6 +81,8 @@ class FinePruning(ModelRepairDefense):
             raise ValueError(f"epochs must be >= 0, got {self.epochs}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.finetune_on not in ("budget", "half"):
+            raise ValueError(f"finetune_on must be budget or half, got {self.finetune_on!r}")
 
     def repair(self, model: nn.Module, budget: CleanBudget) -> nn.Module:
         if len(budget) < 2:
@@ -100,15 +106,15 @@ class FinePruning(ModelRepairDefense):
                 break
             pruned, after_pruning = count, miou
         mask.fill_(1)[order[:pruned]] = 0
-        fine_tune(model, tune, self.epochs, self.lr)
-        after_finetune = budget_miou(model, holdout)
+        fine_tune(model, budget if self.finetune_on == "budget" else tune, self.epochs, self.lr)
+        after_finetune = budget_miou(model, holdout)  # on the budget's own images once it tuned on them
         self.report = {
             "layer": layer, "pruned_channels": pruned, "total_channels": total,
             "pruned_fraction": pruned / total, "holdout_miou_before": before,
             "holdout_miou_after_pruning": after_pruning, "holdout_miou_after_finetune": after_finetune,
         }
-        log.info("pruning %s: %d/%d input channels masked; held-out mIoU %.4f -> %.4f -> %.4f (fine-tuned)",
-                 layer, pruned, total, before, after_pruning, after_finetune)
+        log.info("pruning %s: %d/%d input channels masked; held-out mIoU %.4f -> %.4f; fine-tuned on %d images",
+                 layer, pruned, total, before, after_pruning, len(budget) if self.finetune_on == "budget" else len(tune))
         return model
 
 

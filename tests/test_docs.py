@@ -37,7 +37,9 @@ def test_there_are_runnable_blocks():
 
 @pytest.mark.parametrize("name,kind,code", runnable_blocks(), ids=[b[0] for b in runnable_blocks()])
 def test_runnable_block_runs(name: str, kind: str, code: str, tmp_path: Path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "REPO": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "REPO": str(ROOT),
+           # the blocks' `python` is the interpreter running the tests, activated or not
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     command = [sys.executable, "-c", code] if kind == "python" else ["bash", "-euo", "pipefail", "-c", code]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"{name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
