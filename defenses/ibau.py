@@ -23,8 +23,8 @@ Segmentation specifics and departures:
 
 - the loss is the mean per-pixel cross-entropy (ignore index skipped), the analogue of the
   official per-image mean; the legacy ``inner="pixel_sum"`` summed it over each image's
-  pixels and used a fixed-point step of 1, which made the implicit term about 40,000 times too
-  large and the repair destructive (``image_level`` seeds 0 / 1 / 2: post ASR 2 / 100 / 45 at
+  pixels and used a fixed-point step of 1, which made the inner map's gradient term 4,096 x 10
+  times the official one and the repair destructive (``image_level`` seeds 0 / 1 / 2: post ASR 2 / 100 / 45 at
   a cost of 5 / 16 / 20 mIoU points);
 - the 5% budget is 50 images (two batches), so a round's search and its outer steps each
   take ``steps_per_round`` batches (50, the official count), cycling over reshuffled passes
