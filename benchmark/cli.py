@@ -303,6 +303,8 @@ def _default(f: dataclasses.Field) -> str:
 def command_leaderboard(args: argparse.Namespace) -> int:
     from benchmark.store import atomic_write_text
 
+    if args.output:  # an output that cannot be written fails now, not after a long render
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     if args.format == "html":
         from leaderboard.page import render_html
 
