@@ -28,14 +28,19 @@ def miou_cost(record: dict) -> float:
     return record["clean_miou"] - record["post_clean_miou"]
 
 
+def assert_removes_badnets(record: dict, asr_slack: float, max_cost: float | None) -> None:
+    """A working backdoor, post ASR within ``asr_slack`` of baseline, and (if given) the cost bound."""
+    assert record["asr"] > 0.9, "the control needs a working backdoor"
+    assert record["post_asr"] <= record["baseline_asr"] + asr_slack
+    if max_cost is not None:
+        assert miou_cost(record) <= max_cost
+
+
 @pytest.mark.control
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("defense", ["finetune", "pruning"])
 def test_repair_removes_badnets(control, defense: str, seed: int) -> None:
-    record = control("image_level", defense, seed)
-    assert record["asr"] > 0.9, "the control needs a working backdoor"
-    assert record["post_asr"] <= record["baseline_asr"] + MAX_ASR_ABOVE_BASELINE
-    assert miou_cost(record) <= MAX_MIOU_COST
+    assert_removes_badnets(control("image_level", defense, seed), MAX_ASR_ABOVE_BASELINE, MAX_MIOU_COST)
 
 
 @pytest.mark.control
@@ -44,19 +49,14 @@ def test_nad_reduces_badnets(control, seed: int) -> None:
     """NAD meets the target on seeds 0 and 2 (post ASR 3.9, 8.2) but misses it by a point on
     seed 1 (12.2 against a baseline of 1.2, where its own teacher reaches 6.9), so what is
     asserted is what holds on all three: within 15 points of baseline at <= 5 points of mIoU."""
-    record = control("image_level", "nad", seed)
-    assert record["asr"] > 0.9, "the control needs a working backdoor"
-    assert record["post_asr"] <= record["baseline_asr"] + 0.15
-    assert miou_cost(record) <= MAX_MIOU_COST
+    assert_removes_badnets(control("image_level", "nad", seed), 0.15, MAX_MIOU_COST)
 
 
 @pytest.mark.control
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("defense", ["gaussian", "shrink_pad"])
 def test_filter_breaks_badnets_trigger(control, defense: str, seed: int) -> None:
-    record = control("image_level", defense, seed)
-    assert record["asr"] > 0.9, "the control needs a working backdoor"
-    assert record["post_asr"] <= record["baseline_asr"] + MAX_ASR_ABOVE_BASELINE
+    assert_removes_badnets(control("image_level", defense, seed), MAX_ASR_ABOVE_BASELINE, None)
 
 
 @pytest.mark.control
