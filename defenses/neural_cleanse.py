@@ -148,7 +148,7 @@ class NeuralCleanse(ModelRepairDefense):
             anomaly, median = legacy_anomaly_indices(norms), norms.median()
             candidates = torch.ones_like(found)
         else:
-            anomaly, median = anomaly_indices(norms, found), norms[found].median() if found.any() else torch.tensor(0.0)
+            anomaly, median = anomaly_indices(norms, found), middle(norms[found]) if found.any() else torch.tensor(0.0)
             candidates = found
         names = budget.class_names
         flagged = sorted((c for c in range(len(norms))
@@ -302,10 +302,16 @@ def anomaly_indices(norms: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
     indices = torch.zeros_like(norms)
     if int(found.sum()) < 3:
         return indices
-    median = norms[found].median()
-    mad = (norms[found] - median).abs().median().clamp_min(MAD_FLOOR * median).clamp_min(1e-12)
+    median = middle(norms[found])
+    mad = middle((norms[found] - median).abs()).clamp_min(MAD_FLOOR * median).clamp_min(1e-12)
     indices[found] = (norms[found] - median).abs() / (MAD_CONSISTENCY * mad)
     return indices
+
+
+def middle(values: torch.Tensor) -> torch.Tensor:
+    """The median as ``np.median`` takes it (the official ``mad_outlier_detection.py``): the mean
+    of the two middle values of an even count, where ``Tensor.median`` returns the lower one."""
+    return values.quantile(0.5)
 
 
 def legacy_anomaly_indices(norms: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark import artifacts
+from benchmark import artifacts, ray_executor
 from benchmark.cli import main
 
 ROOT = Path(__file__).parents[2]
@@ -81,6 +81,7 @@ def one_at_a_time_unet(num_classes, in_channels):
 def cluster() -> str:
     """One small local Ray cluster for this module (shut down after it); its address."""
     ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_worker_niceness", ray_executor.LOCAL_WORKER_NICENESS)  # as the executor does
     # CPU tasks take as many CPUs as this process has threads: at least that many, or they never start
     ray.init(num_cpus=max(2, torch.get_num_threads()), object_store_memory=80 * 2**20, include_dashboard=False,
              log_to_driver=False)
@@ -108,6 +109,19 @@ def run_json(*args: str) -> list[dict]:
 
 def store(workdir: Path) -> list[str]:
     return sorted(p.relative_to(workdir).as_posix() for p in workdir.rglob("*") if p.suffix in (".json", ".safetensors"))
+
+
+def test_a_local_cluster_runs_its_workers_at_normal_priority(cluster, monkeypatch):
+    """Ray's default niceness (15) starves the workers behind any other process on a busy
+    machine; the executor's own local cluster runs them at 0."""
+    ray = pytest.importorskip("ray")
+    assert ray.get(ray.remote(lambda: os.nice(0)).remote()) == 0
+    seen = {}
+    monkeypatch.delenv("RAY_worker_niceness", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: seen.update(os.environ))
+    assert ray_executor.connect(ray, None)
+    assert seen["RAY_worker_niceness"] == "0"
 
 
 def test_a_ray_grid_gives_the_local_executors_results(cluster, local_grid, tmp_path):

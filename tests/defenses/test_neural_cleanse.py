@@ -75,6 +75,14 @@ def test_anomaly_index_is_the_deviation_in_robust_standard_deviations() -> None:
     torch.testing.assert_close(legacy_anomaly_indices(norms), expected)
 
 
+def test_an_even_count_takes_the_median_as_numpy_does() -> None:
+    """Eight classes, as ``synthetic`` has: median (8 + 10) / 2 = 9, sorted deviations
+    1 1 2 2 3 3 5 8, MAD (2 + 3) / 2 = 2.5 (``Tensor.median`` would give 8 and 2)."""
+    norms = torch.tensor([1.0, 6.0, 7.0, 8.0, 10.0, 11.0, 12.0, 14.0])
+    expected = (norms - 9).abs() / (1.4826 * 2.5)
+    torch.testing.assert_close(anomaly_indices(norms, torch.ones(8, dtype=torch.bool)), expected)
+
+
 def test_unfound_classes_do_not_make_the_mad_zero() -> None:
     """Most classes unfound: the legacy area norms make the MAD 0 and every found class an
     outlier; excluding them keeps the index finite and ordinary."""
