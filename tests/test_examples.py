@@ -186,10 +186,9 @@ def test_cli_runs_the_examples_end_to_end(tmp_path):
     assert (result["attack"], result["defense"], result["model"]) == ("blend_stripes", "quantize_flip", "tiny_cnn")
 
 
-def test_cli_lists_the_example_plugin():
-    done = cli("list", "--plugin", "examples/blend_attack.py")
-    assert done.returncode == 0, done.stderr
-    (row,) = [line for line in done.stdout.splitlines() if "blend_stripes" in line]
+def test_cli_lists_the_example_plugin(capsys):
+    assert main(["list", "attacks", "--plugin", "examples/blend_attack.py"]) == 0
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if "blend_stripes" in line]
     assert load("blend_attack").BlendStripes.summary() in row
     assert "victim=person" in row
 
