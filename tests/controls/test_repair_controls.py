@@ -23,10 +23,9 @@ FST_COST = pytest.mark.xfail(reason="fst removes the backdoor on every seed, but
 ANP_SEED_1 = pytest.mark.xfail(reason="seed 1: pruning even the 32 lowest-mask channels costs more than 5% of "
                                        "held-out clean mIoU, so the clean rule prunes none; see defenses/anp.py",
                                 strict=False)
-NC_EARLY_STOP = pytest.mark.xfail(reason="seed 0: road's mask norm is 12 times smaller than any other class's (34 "
-                                         "against 396-1047 after 300 steps), but with eight classes the MAD of the "
-                                         "others keeps its anomaly index at 1.65-1.76 < 2; see "
-                                         "defenses/neural_cleanse.py", strict=False)
+NC_SEED_0 = pytest.mark.xfail(reason="seed 0: road's mask norm is the smallest (36 against 419-2227), but car and "
+                                      "building need small triggers too, so the MAD of the eight norms keeps road's "
+                                      "anomaly index at 1.90 < 2; see defenses/neural_cleanse.py", strict=False)
 
 
 def cases() -> list:
@@ -35,7 +34,8 @@ def cases() -> list:
     for seed in SEEDS:
         out.append(pytest.param("anp", seed, marks=ANP_SEED_1) if seed == 1 else pytest.param("anp", seed))
         out.append(pytest.param("fst", seed, marks=FST_COST) if seed in (0, 1) else pytest.param("fst", seed))
-        out.append(pytest.param("neural_cleanse", seed, marks=NC_EARLY_STOP))
+        out.append(pytest.param("neural_cleanse", seed, marks=NC_SEED_0) if seed == 0
+                   else pytest.param("neural_cleanse", seed))
     return out
 
 
