@@ -186,7 +186,7 @@ def command_run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(result, sort_keys=True), flush=True)
     if args.figures:
-        from benchmark.figures import asr_vs_poison_rate
+        from benchmark.rate_figure import asr_vs_poison_rate
 
         asr_vs_poison_rate(results, figures_folder(cells[0]) / "asr_vs_poison_rate.png")
     log.info("done in %.1fs: %d cell(s) computed, %d reused finished; trained %d model(s), reused %d cached",

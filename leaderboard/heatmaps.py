@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import scikit_posthocs  # noqa: E402
 
+from benchmark.rate_figure import asr_vs_poison_rate  # noqa: E402
 from benchmark.store import write_if_changed  # noqa: E402
 from leaderboard.matrices import COLOUR_MAPS, COLOUR_RANGES, Matrix, View  # noqa: E402
 from leaderboard.significance import ALPHA  # noqa: E402
@@ -134,7 +135,6 @@ def write_heatmaps(views: list[View], figure_dir: Path) -> list[Path]:
 def write_poison_rate_figure(results_dir: Path | str, figure_dir: Path) -> Path | None:
     """``asr_vs_poison_rate.png`` from the undefended results, when they hold two or more poison
     rates (one line per model and attack that has several, mean over seeds)."""
-    from benchmark.figures import asr_vs_poison_rate
     from leaderboard.render import load_results
 
     undefended = [r for r in load_results(results_dir) if r["defense"] == "none"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark import figures
+from benchmark import figures, rate_figure
 
 
 def fake_result(poison_rate: float, defense: str, asr: float) -> dict:
@@ -16,13 +16,13 @@ def fake_result(poison_rate: float, defense: str, asr: float) -> dict:
 def test_asr_vs_poison_rate_writes_a_png_for_two_rates(tmp_path: Path) -> None:
     results = [fake_result(rate, defense, asr) for rate, asr in ((0.05, 0.6), (0.1, 0.9))
                for defense in ("none", "median")]
-    path = figures.asr_vs_poison_rate(results, tmp_path / "figures" / "asr.png")
+    path = rate_figure.asr_vs_poison_rate(results, tmp_path / "figures" / "asr.png")
     assert path == tmp_path / "figures" / "asr.png"
     assert path.read_bytes().startswith(b"\x89PNG")
 
 
 def test_asr_vs_poison_rate_skips_a_single_rate(tmp_path: Path) -> None:
-    assert figures.asr_vs_poison_rate([fake_result(0.1, "none", 0.9)], tmp_path / "asr.png") is None
+    assert rate_figure.asr_vs_poison_rate([fake_result(0.1, "none", 0.9)], tmp_path / "asr.png") is None
     assert not (tmp_path / "asr.png").exists()
 
 
