@@ -1,8 +1,9 @@
 """ASR against poison rate over a grid, as a PNG, from result records alone.
 
 Apart from the cell figures (``benchmark.figures``, which rebuild models and datasets) so that
-``leaderboard`` draws it without importing the model zoo: PyTorch, timm and torchvision cost
-seconds of every command's start.
+``leaderboard`` draws it without importing the model zoo, whose libraries (timm,
+segmentation-models-pytorch, torchvision) cost seconds of every command's start. The cell
+figures share its palette and PNG writer.
 """
 
 from __future__ import annotations
