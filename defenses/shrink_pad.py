@@ -12,7 +12,10 @@ uses the offset of the latest ``filter`` call, which is how the defended predict
 
 Control: the paper's, a BadNets patch (``image_level``, ``unet``, leaderboard configuration):
 post ASR falls from 100 to 3.0 / 2.7 / 1.8 on seeds 0 / 1 / 2 (baseline 1.2) at a clean mIoU
-cost of 13.9 / 16.8 / 8.9 points. The paper evaluates BadNets on CIFAR-10 (VGG-19, ResNet-34),
+cost of 13.9 / 16.8 / 8.9 points with one-thread models; on the models two threads train (CI's)
+seeds 1 and 2 keep 12.8 / 13.0 at a cost of 36.6 / 24.9 points, so the filter breaks the
+trigger but how much of what remains is the degraded model's own road predictions was not
+measured. The paper evaluates BadNets on CIFAR-10 (VGG-19, ResNet-34),
 where shifting the trigger by 2-3 pixels already breaks it at a small accuracy cost; a
 segmentation map also loses its boundaries' alignment to the resampling, which costs more.
 """

@@ -20,9 +20,9 @@ FST_COST = pytest.mark.xfail(reason="fst removes the backdoor on every seed, but
                               strict=False)
 
 
-ANP_SEED_1 = pytest.mark.xfail(reason="seed 1: pruning even the 32 lowest-mask channels costs more than 5% of "
-                                       "held-out clean mIoU, so the clean rule prunes none; see defenses/anp.py",
-                                strict=False)
+ANP_SEEDS_1_2 = pytest.mark.xfail(reason="seed 1, and seed 2 of the models two threads train (CI's): the clean rule "
+                                          "prunes 0-32 channels, since more cost over 5% of held-out clean mIoU, and "
+                                          "the backdoor stays; see defenses/anp.py", strict=False)
 NC_SEED_0 = pytest.mark.xfail(reason="seed 0: road's mask norm is the smallest (36 against 419-2227), but car and "
                                       "building need small triggers too, so the MAD of the eight norms keeps road's "
                                       "anomaly index at 1.90 < 2; see defenses/neural_cleanse.py", strict=False)
@@ -32,7 +32,7 @@ def cases() -> list:
     """Every (defense, seed) control, the known failures marked with their diagnosis."""
     out = []
     for seed in SEEDS:
-        out.append(pytest.param("anp", seed, marks=ANP_SEED_1) if seed == 1 else pytest.param("anp", seed))
+        out.append(pytest.param("anp", seed, marks=ANP_SEEDS_1_2) if seed > 0 else pytest.param("anp", seed))
         out.append(pytest.param("fst", seed, marks=FST_COST) if seed in (0, 1) else pytest.param("fst", seed))
         out.append(pytest.param("neural_cleanse", seed, marks=NC_SEED_0) if seed == 0
                    else pytest.param("neural_cleanse", seed))
