@@ -14,7 +14,8 @@ the data filters, isolation precision and recall for ABL, which isolates only 1%
 segments, fewer than the 100 poisoned ones), and the retrained / secured model's ASR is within
 10 points of the clean model's (baseline ASR) at a clean mIoU cost of at most 5 points. ABL's
 unlearning, spectral signatures on seed 1 and activation clustering's mIoU cost on seed 1 do
-not meet it yet: those tests are expected failures (non-strict, so a seed that passes shows as
+not meet it yet, nor, on the models two threads train (CI's), activation clustering's detection
+on seed 2 and ABL's isolation on seed 0: those tests are expected failures (non-strict, so a seed that passes shows as
 xpass), each with its diagnosis in the defense's docstring.
 """
 
