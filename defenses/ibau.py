@@ -34,8 +34,8 @@ Segmentation specifics and departures:
   measured on the v3 configuration's ``image_level`` model (15 epochs, seed 0): post ASR 9.7%
   (clean model 0.9) at 1.3 points of mIoU, but about 34 minutes of one loaded thread per cell;
   fewer steps do not do it (10 per round: post ASR 99.7; 20: 21.8). At the 7-epoch
-  leaderboard configuration, seeds 0 / 1: post ASR 3.7 / 2.4 (baseline 1.2) at a cost of
-  -1.2 / -1.8 points;
+  leaderboard configuration, seeds 0 / 1 / 2: post ASR 3.7 / 2.4 / 9.2 (baseline 1.2) at a cost of
+  -1.2 / -1.8 / -4.4 points;
 - the official outer loss perturbs ``int(0.01 * batch)`` images of each batch, which is zero
   for any batch under 100 (segmentation batches are 8-32 images); here at least one image per
   batch carries the perturbation (``perturbed_fraction`` 0.01: exactly one);
