@@ -3,6 +3,7 @@ attack x every registered defense on the default model, three seeds of the other
 headline cells and of the poison-rate sweep, all at the converged training configuration."""
 
 from collections import defaultdict
+from functools import cache
 from pathlib import Path
 
 from attacks import Attack
@@ -18,8 +19,13 @@ def built_in(base: type) -> set[str]:
     return {n for n in registry.names() if registry.get(n).__module__.split(".")[0] in ("attacks", "defenses")}
 
 
+@cache
+def shard_cells(shard: Path) -> tuple:
+    return tuple(build_grid(read_config(str(shard))).cells())
+
+
 def cells() -> list:
-    return [spec for shard in SHARDS for spec in build_grid(read_config(str(shard))).cells()]
+    return [spec for shard in SHARDS for spec in shard_cells(shard)]
 
 
 def test_every_registered_attack_and_defense_has_five_seeds_on_the_default_model():
@@ -53,6 +59,6 @@ def test_each_shard_is_one_seed_of_at_most_two_defended_attacks():
     """The cut that keeps a shard under 45 minutes here (docs/leaderboard.md has the times);
     undefended trainings (the poison-rate sweep) are cheap enough to take three attacks."""
     for shard in SHARDS:
-        specs = build_grid(read_config(str(shard))).cells()
+        specs = shard_cells(shard)
         assert len({s.seed for s in specs}) == 1, shard
         assert len({s.attack for s in specs}) <= 2 or {s.defense for s in specs} == {"none"}, shard
