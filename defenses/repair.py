@@ -65,11 +65,18 @@ def train_frozen_bn(model: nn.Module) -> None:
             module.eval()
 
 
-def shuffled_batches(budget: CleanBudget, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch of the budget as ``(float images, masks)`` in a shuffled order."""
+def shuffled_batches(budget: CleanBudget, generator: torch.Generator,
+                     flip: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of the budget as ``(float images, masks)`` in a shuffled order; with ``flip``
+    each image (and its mask) is mirrored left-right with probability 1/2."""
     order = torch.randperm(len(budget), generator=generator)
     for index in batch_indices(order, budget.batch_size):
-        yield to_input(budget.images[index].to(budget.device)), budget.masks[index].to(budget.device)
+        images, masks = to_input(budget.images[index].to(budget.device)), budget.masks[index].to(budget.device)
+        if flip:
+            mirrored = (torch.rand(len(index), generator=generator) < 0.5).to(budget.device)
+            images = torch.where(mirrored[:, None, None, None], images.flip(-1), images)
+            masks = torch.where(mirrored[:, None, None], masks.flip(-1), masks)
+        yield images, masks
 
 
 def adamw(params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
@@ -79,10 +86,11 @@ def adamw(params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
 def tune(model: nn.Module, budget: CleanBudget, epochs: int, lr: float, loss: Loss = pixel_ce,
          parameters: list[nn.Parameter] | None = None, after_step: Callable[[], None] | None = None,
          desc: str = "tune", optimizer: Callable[[list[nn.Parameter], float], torch.optim.Optimizer] = adamw,
-         cosine: bool = False) -> float:
+         cosine: bool = False, flip: bool = False) -> float:
     """Fine-tune ``model`` in place on the budget: AdamW (or ``optimizer``), BatchNorm
     statistics frozen, the same shuffle for the same budget; with ``cosine`` the rate anneals
-    once per epoch. Returns the mean loss of the last epoch."""
+    once per epoch, with ``flip`` half the images are mirrored (the horizontal flip of the
+    usual training transform). Returns the mean loss of the last epoch."""
     params = list(model.parameters()) if parameters is None else parameters
     optimizer = optimizer(params, lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs) if cosine else None
@@ -91,7 +99,7 @@ def tune(model: nn.Module, budget: CleanBudget, epochs: int, lr: float, loss: Lo
     for epoch in range(epochs):
         train_frozen_bn(model)
         total, steps = torch.zeros((), device=budget.device), 0
-        for images, masks in shuffled_batches(budget, generator):
+        for images, masks in shuffled_batches(budget, generator, flip):
             value = loss(model, images, masks)
             optimizer.zero_grad(set_to_none=True)
             value.backward()

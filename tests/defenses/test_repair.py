@@ -11,7 +11,7 @@ from torch import nn
 
 from benchmark.errors import BenchmarkError
 from defenses import registry
-from defenses.repair import pixel_ce_of, require_encoder_batchnorm, tune
+from defenses.repair import pixel_ce_of, require_encoder_batchnorm, shuffled_batches, tune
 
 
 def small_model() -> nn.Module:
@@ -33,6 +33,17 @@ def test_tune_learns_weights_with_batchnorm_statistics_frozen(make_budget) -> No
     tune(model, make_budget(n=6, size=8), epochs=2, lr=1e-2)
     assert torch.equal(model[1].running_mean, statistics[0]) and torch.equal(model[1].running_var, statistics[1])
     assert not torch.equal(model[0].weight, weight) and not model.training
+
+
+def test_flipped_batches_mirror_images_and_masks_together(make_budget) -> None:
+    budget = make_budget(n=64, size=8, batch_size=64)
+    plain = next(shuffled_batches(budget, torch.Generator().manual_seed(0)))
+    images, masks = next(shuffled_batches(budget, torch.Generator().manual_seed(0), flip=True))
+    mirrored = [i for i in range(64) if not torch.equal(masks[i], plain[1][i])]
+    assert 16 < len(mirrored) < 48  # about half, drawn per image
+    for i in range(64):
+        expected = (plain[0][i].flip(-1), plain[1][i].flip(-1)) if i in mirrored else (plain[0][i], plain[1][i])
+        assert torch.equal(images[i], expected[0]) and torch.equal(masks[i], expected[1])
 
 
 def test_finetune_changes_a_copy(make_budget) -> None:
