@@ -10,7 +10,7 @@ from torch import nn
 
 from benchmark.errors import BenchmarkError
 from defenses import CleanBudget, registry
-from defenses.neural_cleanse import anomaly_indices, legacy_anomaly_indices
+from defenses.neural_cleanse import anomaly_indices, initial_trigger, legacy_anomaly_indices, squash
 
 COLOURS = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.9, 0.1], [0.1, 0.1, 0.9], [0.5, 0.5, 0.1]])
 
@@ -48,7 +48,7 @@ def stripes_budget() -> CleanBudget:
 LEGACY = {"objective": "easiest_source", "early_stop": False, "unfound": "area"}
 
 
-@pytest.mark.parametrize("params", [{}, LEGACY])
+@pytest.mark.parametrize("params", [{}, LEGACY, {"mask_init": "random"}])
 def test_mad_flags_the_planted_class_and_unlearning_weakens_it(params: dict) -> None:
     model = NearestColour(backdoor=True)
     defense = registry.get("neural_cleanse").create({"steps": 60, "unlearn_epochs": 3, "unlearn_lr": 0.5, **params})
@@ -65,6 +65,18 @@ def test_a_model_without_a_planted_class_is_left_alone() -> None:
     defense = registry.get("neural_cleanse").create({"steps": 60})
     assert defense.fit(model, stripes_budget()).model is model
     assert defense.report["flagged_class"] is None
+
+
+def test_the_random_start_is_uniform_and_seeded_by_the_target() -> None:
+    shape = torch.Size((32, 32))
+    mask, pattern = (squash(v.detach()) for v in initial_trigger("random", shape, 3, torch.device("cpu")))
+    assert mask.shape == (1, 1, 32, 32) and pattern.shape == (1, 3, 32, 32)
+    assert 0 <= float(mask.min()) and float(mask.max()) <= 1 and abs(float(mask.mean()) - 0.5) < 0.05
+    again = squash(initial_trigger("random", shape, 3, torch.device("cpu"))[0].detach())
+    other = squash(initial_trigger("random", shape, 4, torch.device("cpu"))[0].detach())
+    assert torch.equal(mask, again) and not torch.equal(mask, other)
+    faint = squash(initial_trigger("faint", shape, 3, torch.device("cpu"))[0].detach())
+    torch.testing.assert_close(faint, torch.full_like(faint, 0.1))
 
 
 def test_anomaly_index_is_the_deviation_in_robust_standard_deviations() -> None:
@@ -97,7 +109,7 @@ def test_unfound_classes_do_not_make_the_mad_zero() -> None:
 
 @pytest.mark.parametrize("params", [{"steps": "0"}, {"success": "0"}, {"unlearn_fraction": "2"},
                                     {"anomaly_threshold": "0"}, {"lr": "0"}, {"objective": "some"},
-                                    {"unfound": "zero"}, {"early_stop_patience": "0"}])
+                                    {"unfound": "zero"}, {"early_stop_patience": "0"}, {"mask_init": "zero"}])
 def test_bad_parameters(params: dict) -> None:
     with pytest.raises(BenchmarkError):
         registry.get("neural_cleanse").create(params)
