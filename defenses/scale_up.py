@@ -25,6 +25,14 @@ equal to the original one; scales 3, 5, 7, 9, 11) and BackdoorBox
 ``core/defenses/SCALE_UP.py`` (``clip(x * n, 0, 1)`` on [0, 1] inputs; the data-limited mean
 and deviation over all benign samples). Departure: the threshold is the clean budget's rank
 at ``fpr`` (every detector's rule) instead of the fixed ``T = 0.5``.
+
+Measured (``image_level``, ``unet``, leaderboard configuration; seeds 0 / 1 / 2): AUROC 1.00
+on every seed, post ASR 0, clean rejection 6.7 / 0.0 / 0.7% at a nominal 5%, mIoU cost
+5.8 / 0.0 / 0.5 points. The rejections are the whole cost (a detector changes no prediction;
+a rejected image scores as wrong). Seed 0's 6.7% is 10 of 150 test images; on 1,500 fresh
+test images the same model and threshold reject 5.9% (5.2 points): a calibration draw that
+50 calibration images give with probability 0.20 under exchangeable scores, so no shift
+between the budget's training images and unseen ones is needed to explain it.
 """
 
 from __future__ import annotations
