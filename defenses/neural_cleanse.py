@@ -58,6 +58,9 @@ random mask and pattern (``mask_init="random"``) gives road 32 against 444-2316,
 norm near 400 is a mask of about 0.1 over the whole 64x64 image: a faint, image-wide
 perturbation that flips every pixel to car, i.e. an adversarial example rather than a trigger,
 and with eight classes a few such cheap classes are enough to widen the MAD past road's lead.
+At the v3 grid's configuration (15 epochs, one thread) road is flagged on all three seeds
+(index 3.36 / 3.23 / 3.18) and unlearning leaves post ASR 0.9 / 46.4 / 3.1% at 2.0 / 1.8 / 2.7
+points: the detection holds there, the 5 unlearning epochs fall short on seed 1.
 
 Legacy (the committed cells before issue 24): ``objective="easiest_source"``,
 ``early_stop=False``, ``unfound="area"`` with ``steps=30``.
