@@ -273,11 +273,16 @@ def initial_trigger(how: str, shape: torch.Size, target: int,
     """tanh parameters of the starting mask and pattern (``random``: seeded by the target class)."""
     if how == "faint":
         mask, pattern = torch.full((1, 1, *shape), math.atanh(2 * 0.1 - 1)), torch.zeros((1, 3, *shape))
-    else:  # the inverse of squash, kept finite at 0 and 1 as the official (v - 0.5) * (2 - eps)
+    else:
         generator = torch.Generator().manual_seed(target)
-        mask, pattern = (torch.atanh((torch.rand((1, channels, *shape), generator=generator) - 0.5) * (2 - 1e-6))
-                         for channels in (1, 3))
+        mask = unsquash(torch.rand((1, 1, *shape), generator=generator))
+        pattern = unsquash(torch.rand((1, 3, *shape), generator=generator))
     return mask.to(device).requires_grad_(), pattern.to(device).requires_grad_()
+
+
+def unsquash(values: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`squash`, kept finite at 0 and 1 as the official ``(v - 0.5) * (2 - eps)``."""
+    return torch.atanh((values - 0.5) * (2 - 1e-6))
 
 
 def source_name(names: tuple[str, ...], source: int) -> str | None:
